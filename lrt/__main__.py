@@ -1,0 +1,5 @@
+import sys
+
+from lrt.cli import main
+
+sys.exit(main())

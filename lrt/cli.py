@@ -1,0 +1,128 @@
+"""``python -m lrt``: the ledger of claims, the book's figures, long runs and benchmarks.
+
+Bad input prints one line naming the argument and the allowed values, and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lrt import LrtError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lrt", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    led = sub.add_parser("ledger", help="recompute and list every claim the book checks")
+    led.add_argument("ids", nargs="*", metavar="ID", help="claim ids or prefixes (P1., P2.*); default: all")
+    led.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    led.add_argument("--list", action="store_true", help="list the claims without measuring them")
+
+    fig = sub.add_parser("figure", help="regenerate a figure of the book")
+    fig.add_argument("name", nargs="?", metavar="NAME", help="figure name (see --list)")
+    fig.add_argument("--out", type=Path, help="output file (.png, .svg or .pdf); default figures/NAME.png")
+    fig.add_argument("--list", action="store_true", help="list the figures with their chapters")
+    fig.add_argument("--all", action="store_true", help="render every figure into --out-dir")
+    fig.add_argument("--out-dir", type=Path, default=Path("figures"), help="folder for --all")
+
+    run = sub.add_parser("run", help="run a long experiment and write its results file")
+    run.add_argument("name", nargs="?", metavar="NAME")
+    run.add_argument("--steps", type=int, help="training steps (default: the book's)")
+    run.add_argument("--out", type=Path, help="results file (default: the one the book loads)")
+    run.add_argument("--list", action="store_true")
+
+    bench = sub.add_parser("bench", help="time implementations side by side and print the ratios")
+    bench.add_argument("name", nargs="?", metavar="NAME")
+    bench.add_argument("--json", action="store_true")
+    bench.add_argument("--quick", action="store_true", help="a smaller, faster version (for tests)")
+    bench.add_argument("--list", action="store_true")
+    return p
+
+
+def _ledger(args) -> int:
+    from lrt.ledger import claims, run_ledger
+
+    if args.list:
+        for c in claims():
+            print(f"{c.id:28s} {c.chapter:24s} {c.statement}")
+        return 0
+    results = run_ledger(args.ids or None, progress=not args.json and sys.stderr.isatty())
+    if args.json:
+        print(json.dumps({"claims": [r.as_dict() for r in results], "all_passed": all(r.passed for r in results)}, indent=2))
+    else:
+        for r in results:
+            print(r)
+        print(f"{sum(r.passed for r in results)} passed, {sum(not r.passed for r in results)} failed")
+    return 0 if all(r.passed for r in results) else 1
+
+
+def _figure(args) -> int:
+    from lrt.figures import figure_specs, save_figure
+
+    if args.list:
+        for s in figure_specs():
+            print(f"{s.name:32s} {s.chapter:24s} {s.caption}")
+        return 0
+    if args.all:
+        for s in figure_specs():
+            print(save_figure(s.name, args.out_dir / f"{s.name}.png"))
+        return 0
+    if not args.name:
+        raise LrtError("figure: NAME is required (or --list / --all)")
+    print(save_figure(args.name, args.out))
+    return 0
+
+
+def _run(args) -> int:
+    from lrt.tasks import runs
+
+    if args.list:
+        for name, r in runs().items():
+            print(f"{name:24s} {r.chapter:24s} {r.description}")
+        return 0
+    if not args.name:
+        raise LrtError(f"run: NAME is required; expected one of: {', '.join(runs().names()) or '(none)'}")
+    task = runs().get(args.name)
+    if args.steps is not None and args.steps < 1:
+        raise LrtError(f"--steps: expected a positive int, got {args.steps}")
+    print(task.fn(steps=args.steps, out=args.out, progress=True))
+    return 0
+
+
+def _bench(args) -> int:
+    from lrt.tasks import benchmarks
+
+    if args.list:
+        for name, b in benchmarks().items():
+            print(f"{name:24s} {b.chapter:24s} {b.description}")
+        return 0
+    if not args.name:
+        raise LrtError(f"bench: NAME is required; expected one of: {', '.join(benchmarks().names()) or '(none)'}")
+    result = benchmarks().get(args.name).fn(quick=args.quick)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            if isinstance(value, dict):
+                print(f"{key}:")
+                for k, v in value.items():
+                    print(f"  {k:28s} {v:.4g}" if isinstance(v, float) else f"  {k:28s} {v}")
+            else:
+                print(f"{key}: {value}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"ledger": _ledger, "figure": _figure, "run": _run, "bench": _bench}[args.command]
+    try:
+        return handler(args)
+    except LrtError as err:
+        print(f"python -m lrt {args.command}: error: {err}", file=sys.stderr)
+        return 2

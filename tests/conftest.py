@@ -1,0 +1,3 @@
+import lrt
+
+lrt.reproducible()

@@ -1,0 +1,52 @@
+"""Docstring examples run (doctest), and every public function names a chapter that exists."""
+
+import dataclasses
+import doctest
+import importlib
+import inspect
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import lrt
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = ["lrt.models", "lrt.flows", "lrt.ledger", "lrt.figures", "lrt.repro"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, extraglobs=vars(lrt) | {"torch": __import__("torch")}, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
+
+
+def book_labels() -> set[str]:
+    labels = set()
+    for path in (ROOT / "book").rglob("*"):
+        if path.suffix == ".ipynb":
+            text = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown")
+        elif path.suffix == ".md":
+            text = path.read_text()
+        else:
+            continue
+        labels |= set(re.findall(r"^\(([\w-]+)\)=", text, re.M))
+    return labels
+
+
+def public_functions():
+    for name in lrt.__all__:
+        obj = getattr(lrt, name)
+        # data classes (Trajectory, Claim, ClaimResult) document their fields, not a derivation
+        if inspect.isfunction(obj) or (inspect.isclass(obj) and not dataclasses.is_dataclass(obj) and name not in ("LrtError", "LrtTypeError")):
+            yield name, obj
+
+
+@pytest.mark.parametrize("name, obj", list(public_functions()))
+def test_public_functions_name_an_existing_chapter(name, obj):
+    doc = inspect.getdoc(obj) or ""
+    match = re.search(r"Defined in :ref:`([\w-]+)`", doc)
+    assert match, f"{name}: docstring does not end with 'Defined in :ref:`chapter-label`'"
+    assert match.group(1) in book_labels(), f"{name}: chapter label {match.group(1)!r} not found in book/"
