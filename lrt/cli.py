@@ -79,16 +79,23 @@ def _figure(args) -> int:
     return 0
 
 
+def _pick(args, registry):
+    """Handle ``--list`` (print the entries, return None) or return the entry named by ``args.name``."""
+    if args.list:
+        for name, item in registry.items():
+            print(f"{name:24s} {item.chapter:24s} {item.description}")
+        return None
+    if not args.name:
+        raise LrtError(f"{args.command}: NAME is required; expected one of: {', '.join(registry.names()) or '(none)'}")
+    return registry.get(args.name)
+
+
 def _run(args) -> int:
     from lrt.tasks import runs
 
-    if args.list:
-        for name, r in runs().items():
-            print(f"{name:24s} {r.chapter:24s} {r.description}")
+    task = _pick(args, runs())
+    if task is None:
         return 0
-    if not args.name:
-        raise LrtError(f"run: NAME is required; expected one of: {', '.join(runs().names()) or '(none)'}")
-    task = runs().get(args.name)
     if args.steps is not None and args.steps < 1:
         raise LrtError(f"--steps: expected a positive int, got {args.steps}")
     print(task.fn(steps=args.steps, out=args.out, progress=True))
@@ -98,13 +105,10 @@ def _run(args) -> int:
 def _bench(args) -> int:
     from lrt.tasks import benchmarks
 
-    if args.list:
-        for name, b in benchmarks().items():
-            print(f"{name:24s} {b.chapter:24s} {b.description}")
+    bench = _pick(args, benchmarks())
+    if bench is None:
         return 0
-    if not args.name:
-        raise LrtError(f"bench: NAME is required; expected one of: {', '.join(benchmarks().names()) or '(none)'}")
-    result = benchmarks().get(args.name).fn(quick=args.quick)
+    result = bench.fn(quick=args.quick)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -61,3 +61,9 @@ def test_html_checker_finds_external_scripts_and_styles():
     page = '<script src="https://cdn.example.org/x.js"></script><link rel="stylesheet" href="//cdn.example.org/s.css"><script src="_static/local.js"></script>'
     assert len(external_references(page)) == 2
     assert external_references('<a href="https://example.org">a link is fine</a>') == []
+
+
+def test_run_and_bench_without_a_name_list_what_exists(capsys):
+    assert main(["run"]) == 2 and "run: NAME is required" in capsys.readouterr().err
+    assert main(["bench", "nope"]) == 2 and "unknown benchmark 'nope'" in capsys.readouterr().err
+    assert main(["bench", "--list"]) == 0
