@@ -27,6 +27,15 @@ def positive_float(name: str, value, *, allow_zero: bool = False) -> float:
     return value
 
 
+def problem(name: str, value):
+    """Return `value` if it is a DiagonalProblem (the engines' one interface), else raise naming `name`."""
+    from lrt.models import DiagonalProblem
+
+    if not isinstance(value, DiagonalProblem):
+        raise LrtTypeError(f"{name}: expected a DiagonalProblem, got {type(value).__name__}")
+    return value
+
+
 def positive_int(name: str, value, *, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise LrtTypeError(f"{name}: expected an int >= {minimum}, got {type(value).__name__} {value!r}")

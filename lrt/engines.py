@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
-from lrt import LrtError, LrtTypeError, _checks
+from lrt import LrtError, _checks
 from lrt.models import DiagonalLinearRegression, DiagonalProblem  # noqa: F401  (doctest)
 
 __all__ = ["LogTrajectory", "log_variable_flow", "w_of_G"]
@@ -76,8 +76,7 @@ def log_variable_flow(
 
     Previewed in :ref:`ch-conservation` (the conservation law); chapter 2 (issue 6) will derive it.
     """
-    if not isinstance(problem, DiagonalProblem):
-        raise LrtTypeError(f"problem: expected a DiagonalProblem, got {type(problem).__name__}")
+    _checks.problem("problem", problem)
     ubar = _checks.tensor("ubar", ubar, shape=(problem.dim,)).numpy()
     vbar = _checks.tensor("vbar", vbar, shape=(problem.dim,)).numpy()
     if isinstance(log_alpha, bool) or not isinstance(log_alpha, (int, float, np.floating)) or not np.isfinite(log_alpha):

@@ -50,8 +50,7 @@ class Trajectory:
 
 
 def _check_start(problem, u0, v0):
-    if not isinstance(problem, DiagonalProblem):
-        raise LrtTypeError(f"problem: expected a DiagonalProblem, got {type(problem).__name__}")
+    _checks.problem("problem", problem)
     u0 = _checks.tensor("u0", u0, shape=(problem.dim,))
     v0 = _checks.tensor("v0", v0, shape=(problem.dim,))
     return u0, v0

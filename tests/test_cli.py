@@ -19,7 +19,7 @@ def test_ledger_json_reports_conservation_passing():
     assert result["id"] == "P1.conservation" and result["passed"] and result["measured"] <= 1e-10
 
 
-def test_ledger_list_and_prefix_selection(capsys):
+def test_ledger_list_names_the_claims(capsys):
     assert main(["ledger", "--list"]) == 0
     listed = capsys.readouterr().out
     assert "P1.conservation" in listed and "P1.gd_step_factor" in listed

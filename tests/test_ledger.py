@@ -12,6 +12,7 @@ def test_measurement_bounds():
 def test_prefix_selection_and_unknown_ids():
     ids = [c.id for c in lrt.claims()]
     assert ids == sorted(ids) and {"P1.conservation", "P1.gd_step_factor", "P1.gd_drift_first_order"} <= set(ids)
+    assert [r.id for r in run_ledger(["P1.cons*"])] == ["P1.conservation"]
     with pytest.raises(lrt.LrtError, match="unknown claim 'P7.none'"):
         run_ledger(["P7.none"])
 
