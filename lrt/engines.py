@@ -22,7 +22,10 @@ from lrt.models import DiagonalLinearRegression, DiagonalProblem  # noqa: F401  
 
 __all__ = ["LogTrajectory", "log_variable_flow", "w_of_G"]
 
-_EXPONENT_CAP = 200.0  # a rejected trial step then gives a huge finite w, not inf/nan
+# A rejected trial step then gives a large finite w (|w_i| ≤ e^30 ≈ 1e13), not inf/nan. With a cap of
+# 200 a bad trial step on an unbounded loss (linear regression at α = 1e-64) gave w ~ 1e87 and LSODA
+# accepted it or failed; no legitimate path of the book comes near e^30.
+_EXPONENT_CAP = 30.0
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class LogTrajectory:
 
 
 def w_of_G(G: np.ndarray, ubar: np.ndarray, vbar: np.ndarray, log_alpha: float) -> np.ndarray:
-    """w(G) of the module docstring, for G of shape ``(..., p)``; exponents capped at 200.
+    """w(G) of the module docstring, for G of shape ``(..., p)``; exponents capped at 30.
 
     Previewed in :ref:`ch-conservation` (the conservation law); chapter 2 (issue 6) will derive it.
     """

@@ -156,17 +156,21 @@ def gradient_descent(
     lr = _checks.positive_float("lr", lr)
     steps = _checks.positive_int("steps", steps)
     record_every = _checks.positive_int("record_every", record_every)
-    ts, us, vs = [0.0], [u], [v]
-    for k in tqdm(range(1, steps + 1), disable=not progress, desc="gradient descent"):
-        g = torch.from_numpy(problem.loss_and_grad_numpy((u * v).numpy())[1])
-        u, v = u - lr * v * g, v - lr * u * g
+    u, v = u.numpy(), v.numpy()
+    ts, us, vs, losses = [], [], [], []
+    for k in tqdm(range(steps + 1), disable=not progress, desc="gradient descent"):
+        value, g = problem.loss_and_grad_numpy(u * v)
         if k % record_every == 0 or k == steps:
             ts.append(k * lr)
             us.append(u)
             vs.append(v)
-    U, V = torch.stack(us), torch.stack(vs)
+            losses.append(value)
+        if k == steps:
+            break
+        u, v = u - lr * v * g, v - lr * u * g
     return Trajectory(
-        t=torch.tensor(ts), u=U, v=V, loss=problem.losses(U * V), n_grad=steps, method="gd", info={"lr": lr}
+        t=torch.tensor(ts, dtype=torch.float64), u=torch.from_numpy(np.stack(us)), v=torch.from_numpy(np.stack(vs)),
+        loss=torch.tensor(losses, dtype=torch.float64), n_grad=steps + 1, method="gd", info={"lr": lr},
     )
 
 

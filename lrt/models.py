@@ -135,6 +135,17 @@ class DiagonalAttentionHead(DiagonalProblem):
         r = self.forward(w) - self.Y
         return 0.5 * (r * r).sum() / self.X.shape[0]
 
+    def losses(self, ws: torch.Tensor) -> torch.Tensor:
+        """F at each row of ``ws`` (shape ``(T, dim)``), batched over rows, shape ``(T,)``."""
+        ws = _checks.tensor("ws", ws, shape=(None, self.dim))
+        out = []
+        for chunk in ws.split(256):
+            qk, vo = chunk[:, : self.d], chunk[:, self.d :]
+            logits = torch.einsum("bid,td,bjd->tbij", self.X, qk, self.X) / self.temperature
+            f = torch.softmax(logits, dim=-1) @ self.X * vo[:, None, None, :]
+            out.append(0.5 * ((f - self.Y) ** 2).sum(dim=(1, 2, 3)) / self.X.shape[0])
+        return torch.cat(out) if out else ws.new_zeros(0)
+
     def loss_and_grad_numpy(self, w: np.ndarray) -> tuple[float, np.ndarray]:
         """Closed-form gradient (about 3× faster than autograd at the book's sizes).
 

@@ -27,6 +27,14 @@ def test_attention_head_forward_matches_explicit_loop():
         torch.testing.assert_close(out[b], expected, rtol=1e-13, atol=1e-13)
 
 
+def test_batched_losses_match_one_at_a_time():
+    head = ch01.attention_toy()
+    ws = torch.randn(300, head.dim, generator=torch.Generator().manual_seed(7))
+    expected = torch.stack([head.loss(w) for w in ws])
+    torch.testing.assert_close(head.losses(ws), expected, rtol=1e-13, atol=0.0)
+    assert head.losses(torch.zeros(0, head.dim)).shape == (0,)
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), scale=st.floats(0.01, 3.0))
 def test_closed_form_gradient_matches_autograd(seed, scale):

@@ -1,0 +1,266 @@
+"""Chapter 3, *The α → 0 limit: Algorithm 1* (label ``ch-algorithm1``).
+
+Algorithm 1 on the attention toy, gradient flow (log engine) converging to its staircase as α → 0,
+the fast phase's independence of ε, a cross-check on a diagonal linear network (the limit ends at
+the minimum-ℓ1 interpolator), and the ``staircase`` benchmark.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from scipy.optimize import linprog
+
+from lrt.algorithm1 import Staircase, algorithm1
+from lrt.engines import LogTrajectory, log_variable_flow
+from lrt.experiments.ch01_conservation import attention_toy
+from lrt.experiments.ch02_small_init import init_directions, log_alpha
+from lrt.figures import register_figure
+from lrt.flows import gradient_descent, gradient_flow
+from lrt.ledger import Measurement, claim
+from lrt.models import DiagonalLinearRegression, small_init
+from lrt.stages import crossing_times, rescaled_time, staircase_distance
+from lrt.tasks import register_benchmark
+
+CHAPTER = "ch-algorithm1"
+
+#: α = 10^-e for the convergence study (α = 1e-2 … 1e-100).
+EXPONENTS = (2, 4, 8, 16, 32, 64, 100)
+TAU_END = 3.0
+#: the L1-in-τ distance at α = 1e-100 must be below this (≈ 0.8 % of ∫ F_∞ dτ ≈ 3.9 over [0, 3]).
+DISTANCE_TOLERANCE = 0.03
+EPSILONS = (1e-6, 1e-8, 1e-10, 1e-12)
+
+
+@lru_cache(maxsize=None)
+def attention_staircase(eps: float = 1e-8) -> Staircase:
+    """Algorithm 1 on the attention toy of chapter 1.
+
+    Defined in :ref:`ch-algorithm1`.
+    """
+    return algorithm1(attention_toy(), eps=eps, zero_level=min(1e-12, eps * 1e-2))
+
+
+def midpoint_levels(stairs: Staircase) -> torch.Tensor:
+    """Loss levels halfway between consecutive plateaus: a run's k-th stage time is its k-th crossing."""
+    return (stairs.loss[:-1] + stairs.loss[1:]) / 2
+
+
+@lru_cache(maxsize=None)
+def attention_run(exponent: float) -> LogTrajectory:
+    """Gradient flow (log engine) on the attention toy from α = 10^-exponent, τ ∈ [0, 3]."""
+    ubar, vbar = init_directions()
+    t_end = TAU_END * -log_alpha(exponent)
+    return log_variable_flow(attention_toy(), ubar, vbar, log_alpha=log_alpha(exponent), t_end=t_end, n_eval=3001)
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """Distances and stage times of the runs in ``exponents`` against one staircase."""
+
+    exponents: tuple
+    distance: np.ndarray  # (A,) L1-in-τ distance of the loss curves
+    stage_times: np.ndarray  # (A, K) measured τ_k(α)
+    limit_times: np.ndarray  # (K,) Algorithm 1's τ_k
+    extrapolated: np.ndarray  # (K,) fit τ_k(α) = τ_k + c_k / log(1/α) over the four smallest α
+
+
+def convergence(stairs: Staircase, runs: dict) -> Convergence:
+    """Compare log-engine runs ``{exponent: LogTrajectory}`` with ``stairs`` in rescaled time.
+
+    Defined in :ref:`ch-algorithm1`.
+    """
+    exponents = tuple(sorted(runs))
+    dist, times = [], []
+    for e in exponents:
+        tau = rescaled_time(runs[e].t, runs[e].log_alpha)
+        dist.append(staircase_distance(tau, runs[e].loss, stairs))
+        times.append(crossing_times(tau, runs[e].loss, midpoint_levels(stairs)).numpy())
+    times = np.array(times)
+    x = np.array([1.0 / -log_alpha(e) for e in exponents])
+    fit = np.polyfit(x[-4:], times[-4:], 1)
+    return Convergence(exponents, np.array(dist), times, stairs.tau.numpy(), fit[1])
+
+
+@lru_cache(maxsize=None)
+def attention_convergence() -> Convergence:
+    """:func:`convergence` on the attention toy over ``EXPONENTS``."""
+    return convergence(attention_staircase(), {e: attention_run(e) for e in EXPONENTS})
+
+
+@lru_cache(maxsize=None)
+def epsilon_study() -> dict:
+    """Largest change of the plateau points and stage times when the fast phase's seed ε varies."""
+    base = attention_staircase(1e-8)
+    out = {}
+    for eps in EPSILONS:
+        s = attention_staircase(eps)
+        out[eps] = (float((s.w - base.w).abs().max()), float((s.tau - base.tau).abs().max()))
+    return out
+
+
+# --- the diagonal linear network (Pesme & Flammarion's saddle-to-saddle) -------------------------
+
+LINEAR = dict(n_samples=10, dim=12, teacher={0: 3.0, 3: -2.0, 7: 1.0}, seed=2)
+LINEAR_EXPONENTS = (4, 8, 16, 32, 64, 100)
+
+
+@lru_cache(maxsize=None)
+def sparse_regression() -> DiagonalLinearRegression:
+    """An under-determined sparse regression: 10 samples, 12 features, a 3-sparse teacher.
+
+    Defined in :ref:`ch-algorithm1`.
+    """
+    gen = torch.Generator().manual_seed(LINEAR["seed"])
+    X = torch.randn(LINEAR["n_samples"], LINEAR["dim"], generator=gen, dtype=torch.float64)
+    w_star = torch.zeros(LINEAR["dim"], dtype=torch.float64)
+    for i, value in LINEAR["teacher"].items():
+        w_star[i] = value
+    return DiagonalLinearRegression(X, X @ w_star)
+
+
+def min_l1_interpolator(problem: DiagonalLinearRegression) -> torch.Tensor:
+    """argmin ‖w‖₁ subject to Xw = y, by linear programming (w = w⁺ − w⁻, w^± ≥ 0).
+
+    Defined in :ref:`ch-algorithm1`.
+    """
+    X, y = problem.X.numpy(), problem.y.numpy()
+    p = X.shape[1]
+    res = linprog(np.ones(2 * p), A_eq=np.hstack([X, -X]), b_eq=y, bounds=(0, None), method="highs")
+    return torch.from_numpy(res.x[:p] - res.x[p:])
+
+
+@lru_cache(maxsize=None)
+def linear_staircase() -> Staircase:
+    return algorithm1(sparse_regression())
+
+
+@lru_cache(maxsize=None)
+def linear_convergence() -> Convergence:
+    problem = sparse_regression()
+    ubar, vbar = small_init(problem.dim, 1.0, generator=LINEAR["seed"] + 1)
+    tau_end = 1.3 * linear_staircase().tau[-1].item()
+    runs = {
+        e: log_variable_flow(problem, ubar, vbar, log_alpha=log_alpha(e), t_end=tau_end * -log_alpha(e), n_eval=2001)
+        for e in LINEAR_EXPONENTS
+    }
+    return convergence(linear_staircase(), runs)
+
+
+# --- claims -------------------------------------------------------------------------------------
+
+
+@claim(
+    "P1.alg1_convergence",
+    chapter=CHAPTER,
+    statement="As α → 0, the gradient-flow loss curve in rescaled time τ = t/log(1/α) converges to Algorithm 1's staircase (P1 Thm 4.1, our reconstruction).",
+    prediction="L1-in-τ distance ∫_0^3 |F(w(τ log 1/α)) − F_∞(τ)| dτ on the attention toy, α = 1e-2, 1e-4, …, 1e-100 (log engine); measured = distance at α = 1e-100",
+    tolerance="strictly decreasing in 1/α, and ≤ 0.03 at α = 1e-100 (≈ 0.8 % of ∫ F_∞ dτ; the jumps have width O(1/log(1/α)))",
+)
+def _alg1_convergence() -> Measurement:
+    conv = attention_convergence()
+    monotone = bool(np.all(np.diff(conv.distance) < 0))
+    rel = np.abs(conv.extrapolated / conv.limit_times - 1).max()
+    detail = (
+        "distances " + ", ".join(f"{d:.4f}" for d in conv.distance)
+        + f"; stage times extrapolated in 1/log(1/α) match Algorithm 1 to {rel:.1e} (relative)"
+    )
+    return Measurement(float(conv.distance[-1]), monotone and conv.distance[-1] <= DISTANCE_TOLERANCE, detail)
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+@register_figure("alg1-convergence", chapter=CHAPTER, caption="Left: L1-in-τ distance to the Algorithm 1 staircase against log(1/α), attention toy and diagonal linear network. Right: measured stage times against 1/log(1/α), extrapolating to Algorithm 1's τ_k (stars).")
+def _figure_convergence():
+    import matplotlib.pyplot as plt
+
+    att, lin = attention_convergence(), linear_convergence()
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.9))
+    for conv, name in [(att, "attention toy"), (lin, "diagonal linear network")]:
+        x = [-log_alpha(e) for e in conv.exponents]
+        ax0.loglog(x, conv.distance, "o-", label=name)
+    x = np.array([-log_alpha(e) for e in att.exponents])
+    ax0.loglog(x, att.distance[0] * x[0] / x, "k:", lw=1, label=r"$\propto 1/\log(1/\alpha)$")
+    ax0.set(xlabel=r"$\log(1/\alpha)$", ylabel="L1 distance in τ")
+    ax0.legend(fontsize=8)
+    for k in range(att.stage_times.shape[1]):
+        line = ax1.plot(1 / x, att.stage_times[:, k], "o-", ms=3)[0]
+        ax1.plot(0, att.limit_times[k], "*", ms=10, color=line.get_color())
+    ax1.set(xlabel=r"$1/\log(1/\alpha)$", ylabel=r"stage time $\tau_k$", title="attention toy")
+    fig.tight_layout()
+    return fig
+
+
+# --- benchmark ----------------------------------------------------------------------------------
+
+BENCH_EXPONENTS = (2, 4, 8, 16, 32)
+#: GD's stage-time error is ≈ 1.2 % × lr / 0.01 at α = 1e-32: 0.0075 is the largest round step within 1 %.
+BENCH_LR = 0.0075
+BENCH_TAU_END = 2.8
+BENCH_DTAU = 0.002  # loss sampled every 0.002 in τ for the ODE engines
+
+
+def _bench_one(method: str, exponent: float, stairs: Staircase, lr: float):
+    problem = attention_toy()
+    ubar, vbar = init_directions()
+    la = log_alpha(exponent)
+    t_end = BENCH_TAU_END * -la
+    n_eval = int(BENCH_TAU_END / BENCH_DTAU) + 1
+    start = time.perf_counter()
+    if method == "log":
+        path = log_variable_flow(problem, ubar, vbar, log_alpha=la, t_end=t_end, n_eval=n_eval, rtol=1e-6, atol=1e-8)
+    elif method == "uv":
+        alpha = math.exp(la)
+        path = gradient_flow(problem, alpha * ubar, alpha * vbar, t_end=t_end, n_eval=n_eval, method="LSODA", rtol=1e-6)
+    else:
+        alpha = math.exp(la)
+        path = gradient_descent(problem, alpha * ubar, alpha * vbar, lr=lr, steps=int(round(t_end / lr)))
+    times = crossing_times(path.t / -la, path.loss, midpoint_levels(stairs))
+    return time.perf_counter() - start, times
+
+
+def staircase_benchmark(quick: bool = False, lr: float = BENCH_LR) -> dict:
+    """Time the staircase (stage times for every α in ``BENCH_EXPONENTS``) by the log engine, the (u, v)
+    flow and gradient descent, side by side; check each against a tight log-engine reference (1 %).
+
+    Defined in :ref:`ch-algorithm1`.
+    """
+    stairs = attention_staircase()
+    exponents = BENCH_EXPONENTS[:3] if quick else BENCH_EXPONENTS
+    ubar, vbar = init_directions()
+    totals = {"log": 0.0, "uv": 0.0, "gd": 0.0}
+    errors = {"log": 0.0, "uv": 0.0, "gd": 0.0}
+    rows = []
+    for e in exponents:
+        la = log_alpha(e)
+        ref = log_variable_flow(
+            attention_toy(), ubar, vbar, log_alpha=la, t_end=BENCH_TAU_END * -la, n_eval=20001, rtol=1e-11, atol=1e-13
+        )
+        ref_times = crossing_times(ref.t / -la, ref.loss, midpoint_levels(stairs))
+        row = {"alpha": f"1e-{e}"}
+        for method in totals:
+            seconds, times = _bench_one(method, e, stairs, lr)
+            err = float((times / ref_times - 1).abs().max())
+            totals[method] += seconds
+            errors[method] = max(errors[method], err)
+            row[method] = {"seconds": round(seconds, 4), "stage_time_error": err}
+        rows.append(row)
+    return {
+        "ratios": {"gd_over_log": totals["gd"] / totals["log"], "uv_over_log": totals["uv"] / totals["log"]},
+        "seconds": totals,
+        "max_stage_time_error": errors,
+        "within_1_percent": {m: errors[m] <= 0.01 for m in errors},
+        "gd_lr": lr,
+        "per_alpha": rows,
+    }
+
+
+@register_benchmark("staircase", chapter=CHAPTER, description="stage times for α = 1e-2 … 1e-32: log engine vs (u, v) flow vs gradient descent")
+def _bench_staircase(quick: bool) -> dict:
+    return staircase_benchmark(quick)
