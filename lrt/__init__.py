@@ -27,6 +27,9 @@ from lrt.models import (  # noqa: E402
     small_init,
 )
 from lrt.flows import Trajectory, gradient_flow, gradient_descent, invariant_drift  # noqa: E402
+from lrt.engines import LogTrajectory, log_variable_flow  # noqa: E402
+from lrt.algorithm1 import Staircase, algorithm1  # noqa: E402
+from lrt.stages import crossing_times, first_stage_time, rescaled_time, staircase_distance  # noqa: E402
 from lrt.ledger import Claim, ClaimResult, check, claims, run_ledger  # noqa: E402
 from lrt.figures import figure, figure_names, glue_figure  # noqa: E402
 
@@ -43,6 +46,14 @@ __all__ = [
     "gradient_flow",
     "gradient_descent",
     "invariant_drift",
+    "LogTrajectory",
+    "log_variable_flow",
+    "Staircase",
+    "algorithm1",
+    "rescaled_time",
+    "first_stage_time",
+    "crossing_times",
+    "staircase_distance",
     "Claim",
     "ClaimResult",
     "check",

@@ -90,3 +90,10 @@ def choice(name: str, value, allowed) -> str:
     if value not in allowed:
         raise LrtError(f"{name}: unknown value {value!r}; expected one of {', '.join(map(str, allowed))}")
     return value
+
+
+def finite_gradient(where: str, g: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Return the gradient ``g`` at ``w``, or raise naming the engine ``where`` if it is not finite."""
+    if not np.all(np.isfinite(g)):
+        raise LrtError(f"{where}: non-finite gradient at w = {np.asarray(w).tolist()} (step size or initialisation too large?)")
+    return g

@@ -147,7 +147,7 @@ def algorithm1(
     >>> stairs = algorithm1(DiagonalLinearRegression(torch.eye(3) * 3**0.5, torch.tensor([1.0, -4.0, 2.0]) * 3**0.5))
     >>> stairs.tau
     tensor([0.2500, 0.5000, 1.0000])
-    >>> stairs.w[-1]
+    >>> stairs.w[-1].round(decimals=6)
     tensor([ 1., -4.,  2.])
 
     Defined in :ref:`ch-algorithm1`.
@@ -171,6 +171,7 @@ def algorithm1(
     converged = False
     for _ in range(max_stages):
         loss, g = problem.loss_and_grad_numpy(w)
+        _checks.finite_gradient("algorithm1", g, w)
         if loss <= loss_floor * loss0:
             converged = True
             break

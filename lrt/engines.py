@@ -6,7 +6,7 @@ gradient flow is the p-dimensional ODE G' = g(w(G)) with
     w_i(G) = exp(2 log α + log((ū_i + v̄_i)²/4) − 2 G_i) − exp(2 log α + log((ū_i − v̄_i)²/4) + 2 G_i),
 
 which never underflows: α enters only through log α, so α = 1e-100 or 1e-300 are fine.
-Work in progress for Part I (issue 6): chapter 2 will derive it; only the engine and its tests exist yet.
+Derived in chapter 2 (``ch-small-init``); it is the book's engine for every small-α run.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class LogTrajectory:
 def w_of_G(G: np.ndarray, ubar: np.ndarray, vbar: np.ndarray, log_alpha: float) -> np.ndarray:
     """w(G) of the module docstring, for G of shape ``(..., p)``; exponents capped at 30.
 
-    Previewed in :ref:`ch-conservation` (the conservation law); chapter 2 (issue 6) will derive it.
+    Defined in :ref:`ch-small-init`.
     """
     with np.errstate(divide="ignore"):
         log_a2 = 2 * log_alpha + np.log((ubar + vbar) ** 2 / 4)
@@ -58,7 +58,7 @@ def log_variable_flow(
     *,
     log_alpha: float,
     t_end: float,
-    n_eval: int = 401,
+    n_eval: int | None = 401,
     method: str = "LSODA",
     rtol: float = 1e-8,
     atol: float = 1e-10,
@@ -69,7 +69,8 @@ def log_variable_flow(
         problem: the loss F(w) and its gradient.
         ubar, vbar: the initialisation directions, each of shape ``(p,)``.
         log_alpha: log α (< 0 for small initialisation; pass ``math.log(alpha)`` or e.g. ``-100 * math.log(10)``).
-        t_end, n_eval: the path is sampled at ``n_eval`` equally spaced times in [0, t_end].
+        t_end, n_eval: the path is sampled at ``n_eval`` equally spaced times in [0, t_end], or at the
+            solver's own steps if ``n_eval`` is None (dense where the dynamics are fast, sparse on plateaus).
         method, rtol, atol: scipy ``solve_ivp`` settings (LSODA: its cost barely depends on α).
 
     >>> problem = DiagonalLinearRegression(torch.eye(2), torch.tensor([1.0, -1.0]))
@@ -77,7 +78,7 @@ def log_variable_flow(
     >>> path.w[-1].round(decimals=5)
     tensor([ 1., -1.])
 
-    Previewed in :ref:`ch-conservation` (the conservation law); chapter 2 (issue 6) will derive it.
+    Defined in :ref:`ch-small-init`.
     """
     _checks.problem("problem", problem)
     ubar = _checks.tensor("ubar", ubar, shape=(problem.dim,)).numpy()
@@ -86,14 +87,14 @@ def log_variable_flow(
         raise LrtError(f"log_alpha: expected a finite real number (log of α > 0), got {log_alpha!r}")
     log_alpha = float(log_alpha)
     t_end = _checks.positive_float("t_end", t_end)
-    n_eval = _checks.positive_int("n_eval", n_eval, minimum=2)
+    t_eval = None if n_eval is None else np.linspace(0.0, t_end, _checks.positive_int("n_eval", n_eval, minimum=2))
     count = [0]
 
     def rhs(_t, G):
         count[0] += 1
-        return problem.loss_and_grad_numpy(w_of_G(G, ubar, vbar, log_alpha))[1]
+        w = w_of_G(G, ubar, vbar, log_alpha)
+        return _checks.finite_gradient("log_variable_flow", problem.loss_and_grad_numpy(w)[1], w)
 
-    t_eval = np.linspace(0.0, t_end, n_eval)
     sol = solve_ivp(rhs, (0.0, t_end), np.zeros(problem.dim), method=method, t_eval=t_eval, rtol=rtol, atol=atol)
     if not sol.success:
         raise LrtError(f"log_variable_flow: the {method} solver failed: {sol.message}")

@@ -16,11 +16,13 @@ from tqdm import tqdm
 from lrt import LrtError, LrtTypeError, _checks
 from lrt.models import DiagonalLinearRegression, DiagonalProblem  # noqa: F401  (doctest)
 
-__all__ = ["Trajectory", "gradient_flow", "gradient_descent", "invariant_drift", "FLOW_METHODS"]
+__all__ = ["Trajectory", "gradient_flow", "gradient_descent", "invariant_drift", "FLOW_METHODS", "GD_GRADIENTS"]
 
 #: scipy methods accepted by :func:`gradient_flow` (explicit high-order first: the flow is not stiff
 #: at the initialisation scales of the first chapters).
 FLOW_METHODS = ("DOP853", "RK45", "Radau", "BDF", "LSODA")
+#: gradients accepted by :func:`gradient_descent`.
+GD_GRADIENTS = ("closed_form", "autograd")
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def gradient_flow(
     v0,
     *,
     t_end: float,
-    n_eval: int = 401,
+    n_eval: int | None = 401,
     method: str = "DOP853",
     rtol: float = 1e-10,
     atol: float | None = None,
@@ -72,13 +74,14 @@ def gradient_flow(
     Arguments:
         problem: the loss F(w) and its gradient (a :class:`~lrt.models.DiagonalProblem`).
         u0, v0: the initialisation, each of shape ``(p,)``.
-        t_end: final time (> 0); the path is sampled at ``n_eval`` equally spaced times.
+        t_end: final time (> 0); the path is sampled at ``n_eval`` equally spaced times (at the solver's
+            own steps if ``n_eval`` is None).
         method: a scipy ``solve_ivp`` method, one of :data:`FLOW_METHODS`.
         rtol, atol: solver tolerances; ``atol`` defaults to ``rtol`` times the smallest
             non-zero initial magnitude, so that the O(α) initial phase is resolved.
 
     Returns:
-        a :class:`Trajectory` with ``t`` of shape ``(n_eval,)``.
+        a :class:`Trajectory` with ``t`` of shape ``(n_eval,)`` (or one row per solver step).
 
     >>> problem = DiagonalLinearRegression(torch.eye(2), torch.tensor([1.0, -1.0]))
     >>> path = gradient_flow(problem, torch.full((2,), 0.1), torch.tensor([0.1, -0.1]), t_end=40.0)
@@ -89,7 +92,7 @@ def gradient_flow(
     """
     u0, v0 = _check_start(problem, u0, v0)
     t_end = _checks.positive_float("t_end", t_end)
-    n_eval = _checks.positive_int("n_eval", n_eval, minimum=2)
+    t_eval = None if n_eval is None else np.linspace(0.0, t_end, _checks.positive_int("n_eval", n_eval, minimum=2))
     method = _checks.choice("method", method, FLOW_METHODS)
     rtol = _checks.positive_float("rtol", rtol)
     y0 = torch.cat([u0, v0]).numpy()
@@ -101,11 +104,11 @@ def gradient_flow(
     count = [0]
 
     def rhs(_t, y):
-        _, g = problem.loss_and_grad_numpy(y[:p] * y[p:])
+        w = y[:p] * y[p:]
+        g = _checks.finite_gradient("gradient_flow", problem.loss_and_grad_numpy(w)[1], w)
         count[0] += 1
         return np.concatenate([-y[p:] * g, -y[:p] * g])
 
-    t_eval = np.linspace(0.0, t_end, n_eval)
     sol = solve_ivp(rhs, (0.0, t_end), y0, method=method, t_eval=t_eval, rtol=rtol, atol=atol)
     if not sol.success:
         raise LrtError(f"gradient_flow: the {method} solver failed: {sol.message}")
@@ -131,6 +134,7 @@ def gradient_descent(
     steps: int,
     record_every: int = 1,
     progress: bool = False,
+    gradient: str = "closed_form",
 ) -> Trajectory:
     """Full-batch gradient descent ``u ← u − lr·v ⊙ g``, ``v ← v − lr·u ⊙ g`` (simultaneous update).
 
@@ -141,6 +145,8 @@ def gradient_descent(
         steps: number of steps.
         record_every: keep every this-many-th iterate (the last one is always kept).
         progress: show a tqdm progress bar.
+        gradient: ``"closed_form"`` (the problem's own gradient of F, the fast path) or ``"autograd"`` (plain
+            torch: autograd through L(u, v) = F(u ⊙ v) at every step, as one would write it by hand).
 
     Returns:
         a :class:`Trajectory` whose ``t`` holds ``k·lr`` for the kept steps k.
@@ -156,10 +162,14 @@ def gradient_descent(
     lr = _checks.positive_float("lr", lr)
     steps = _checks.positive_int("steps", steps)
     record_every = _checks.positive_int("record_every", record_every)
+    gradient = _checks.choice("gradient", gradient, GD_GRADIENTS)
+    if gradient == "autograd":
+        return _autograd_descent(problem, u, v, lr=lr, steps=steps, record_every=record_every, progress=progress)
     u, v = u.numpy(), v.numpy()
     ts, us, vs, losses = [], [], [], []
     for k in tqdm(range(steps + 1), disable=not progress, desc="gradient descent"):
         value, g = problem.loss_and_grad_numpy(u * v)
+        _checks.finite_gradient(f"gradient_descent (step {k})", g, u * v)
         if k % record_every == 0 or k == steps:
             ts.append(k * lr)
             us.append(u)
@@ -171,6 +181,30 @@ def gradient_descent(
     return Trajectory(
         t=torch.tensor(ts, dtype=torch.float64), u=torch.from_numpy(np.stack(us)), v=torch.from_numpy(np.stack(vs)),
         loss=torch.tensor(losses, dtype=torch.float64), n_grad=steps + 1, method="gd", info={"lr": lr},
+    )
+
+
+def _autograd_descent(problem, u, v, *, lr, steps, record_every, progress) -> Trajectory:
+    u, v = u.clone().requires_grad_(True), v.clone().requires_grad_(True)
+    ts, us, vs, losses = [], [], [], []
+    for k in tqdm(range(steps + 1), disable=not progress, desc="gradient descent (autograd)"):
+        loss = problem.loss(u * v)
+        if k % record_every == 0 or k == steps:
+            ts.append(k * lr)
+            us.append(u.detach().clone())
+            vs.append(v.detach().clone())
+            losses.append(loss.item())
+        if k == steps:
+            break
+        grad_u, grad_v = torch.autograd.grad(loss, (u, v))
+        if not (torch.isfinite(grad_u).all() and torch.isfinite(grad_v).all()):
+            _checks.finite_gradient(f"gradient_descent (step {k})", np.array([np.nan]), (u * v).detach().numpy())
+        with torch.no_grad():
+            u -= lr * grad_u
+            v -= lr * grad_v
+    return Trajectory(
+        t=torch.tensor(ts, dtype=torch.float64), u=torch.stack(us), v=torch.stack(vs),
+        loss=torch.tensor(losses, dtype=torch.float64), n_grad=steps + 1, method="gd-autograd", info={"lr": lr},
     )
 
 

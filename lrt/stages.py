@@ -17,7 +17,7 @@ def rescaled_time(t, log_alpha: float) -> torch.Tensor:
     """τ = t / log(1/α) for times ``t`` (any shape) and ``log_alpha`` = log α < 0.
 
     >>> rescaled_time(torch.tensor([0.0, 46.0517]), log_alpha=-20 * math.log(10)).round(decimals=4)
-    tensor([0.0000, 1.0000])
+    tensor([0., 1.])
 
     Defined in :ref:`ch-small-init`.
     """

@@ -109,3 +109,15 @@ def test_non_finite_gradient_is_reported():
 
     with pytest.raises(lrt.LrtError, match="non-finite gradient"):
         Blowup().grad(torch.zeros(1))
+
+
+def test_autograd_descent_matches_closed_form_descent():
+    head = ch01.attention_toy()
+    u0, v0 = lrt.small_init(head.dim, 0.3, generator=2)
+    a = lrt.gradient_descent(head, u0, v0, lr=0.02, steps=200, record_every=50)
+    b = lrt.gradient_descent(head, u0, v0, lr=0.02, steps=200, record_every=50, gradient="autograd")
+    assert a.t.tolist() == b.t.tolist() and b.n_grad == a.n_grad == 201
+    torch.testing.assert_close(a.w, b.w, rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(a.loss, b.loss, rtol=1e-11, atol=0)
+    with pytest.raises(lrt.LrtError, match="gradient: unknown value 'adam'"):
+        lrt.gradient_descent(head, u0, v0, lr=0.02, steps=2, gradient="adam")

@@ -203,61 +203,80 @@ BENCH_EXPONENTS = (2, 4, 8, 16, 32)
 #: GD's stage-time error is ≈ 1.2 % × lr / 0.01 at α = 1e-32: 0.0075 is the largest round step within 1 %.
 BENCH_LR = 0.0075
 BENCH_TAU_END = 2.8
-BENCH_DTAU = 0.002  # loss sampled every 0.002 in τ for the ODE engines
+BENCH_METHODS = ("log", "uv", "gd", "gd_closed_form")
+#: beyond the benchmark's α set: the log engine's cost is measured, GD's step count is only computed
+BEYOND_EXPONENTS = (64, 100)
 
 
 def _bench_one(method: str, exponent: float, stairs: Staircase, lr: float):
+    """Wall time, stage times and gradient evaluations of one method at α = 10^-exponent."""
     problem = attention_toy()
     ubar, vbar = init_directions()
     la = log_alpha(exponent)
     t_end = BENCH_TAU_END * -la
-    n_eval = int(BENCH_TAU_END / BENCH_DTAU) + 1
+    alpha = math.exp(la)
     start = time.perf_counter()
-    if method == "log":
-        path = log_variable_flow(problem, ubar, vbar, log_alpha=la, t_end=t_end, n_eval=n_eval, rtol=1e-6, atol=1e-8)
+    if method == "log":  # sampled at the solver's own steps: dense in the jumps, sparse on plateaus
+        path = log_variable_flow(problem, ubar, vbar, log_alpha=la, t_end=t_end, n_eval=None, rtol=1e-6, atol=1e-8)
     elif method == "uv":
-        alpha = math.exp(la)
-        path = gradient_flow(problem, alpha * ubar, alpha * vbar, t_end=t_end, n_eval=n_eval, method="LSODA", rtol=1e-6)
+        path = gradient_flow(problem, alpha * ubar, alpha * vbar, t_end=t_end, n_eval=None, method="LSODA", rtol=1e-6)
     else:
-        alpha = math.exp(la)
-        path = gradient_descent(problem, alpha * ubar, alpha * vbar, lr=lr, steps=int(round(t_end / lr)))
+        gradient = "autograd" if method == "gd" else "closed_form"
+        path = gradient_descent(problem, alpha * ubar, alpha * vbar, lr=lr, steps=int(round(t_end / lr)), gradient=gradient)
     times = crossing_times(path.t / -la, path.loss, midpoint_levels(stairs))
-    return time.perf_counter() - start, times
+    return time.perf_counter() - start, times, path.n_grad
 
 
 def staircase_benchmark(quick: bool = False, lr: float = BENCH_LR) -> dict:
     """Time the staircase (stage times for every α in ``BENCH_EXPONENTS``) by the log engine, the (u, v)
-    flow and gradient descent, side by side; check each against a tight log-engine reference (1 %).
+    flow and gradient descent (plain torch autograd, and with the closed-form gradient), side by side;
+    check each against a tight log-engine reference (1 %).
+
+    Returns:
+        a dict with ``ratios`` (``gd_over_log``, ``uv_over_log``, ``gd_closed_form_over_log``: total wall
+        time of the baseline over that of the log engine), ``seconds``, ``gradient_evaluations``,
+        ``max_stage_time_error``, ``within_1_percent``, ``per_alpha`` and ``beyond`` (α = 1e-64, 1e-100:
+        the log engine's evaluations, and the number of GD steps those α would need).
 
     Defined in :ref:`ch-algorithm1`.
     """
     stairs = attention_staircase()
-    exponents = BENCH_EXPONENTS[:3] if quick else BENCH_EXPONENTS
+    exponents = BENCH_EXPONENTS[:2] if quick else BENCH_EXPONENTS
+    methods = BENCH_METHODS[:2] + BENCH_METHODS[3:] if quick else BENCH_METHODS
     ubar, vbar = init_directions()
-    totals = {"log": 0.0, "uv": 0.0, "gd": 0.0}
-    errors = {"log": 0.0, "uv": 0.0, "gd": 0.0}
+    totals = {m: 0.0 for m in methods}
+    evals = {m: 0 for m in methods}
+    errors = {m: 0.0 for m in methods}
     rows = []
     for e in exponents:
         la = log_alpha(e)
         ref = log_variable_flow(
-            attention_toy(), ubar, vbar, log_alpha=la, t_end=BENCH_TAU_END * -la, n_eval=20001, rtol=1e-11, atol=1e-13
+            attention_toy(), ubar, vbar, log_alpha=la, t_end=BENCH_TAU_END * -la, n_eval=5601, rtol=1e-11, atol=1e-13
         )
         ref_times = crossing_times(ref.t / -la, ref.loss, midpoint_levels(stairs))
         row = {"alpha": f"1e-{e}"}
-        for method in totals:
-            seconds, times = _bench_one(method, e, stairs, lr)
+        for method in methods:
+            seconds, times, n_grad = _bench_one(method, e, stairs, lr)
             err = float((times / ref_times - 1).abs().max())
             totals[method] += seconds
+            evals[method] += n_grad
             errors[method] = max(errors[method], err)
-            row[method] = {"seconds": round(seconds, 4), "stage_time_error": err}
+            row[method] = {"seconds": round(seconds, 4), "gradient_evaluations": n_grad, "stage_time_error": err}
         rows.append(row)
+    beyond = []
+    for e in () if quick else BEYOND_EXPONENTS:
+        seconds, _, n_grad = _bench_one("log", e, stairs, lr)
+        beyond.append({"alpha": f"1e-{e}", "log_seconds": round(seconds, 4), "log_gradient_evaluations": n_grad,
+                       "gd_steps_needed": int(round(BENCH_TAU_END * -log_alpha(e) / lr))})
     return {
-        "ratios": {"gd_over_log": totals["gd"] / totals["log"], "uv_over_log": totals["uv"] / totals["log"]},
+        "ratios": {f"{m}_over_log": totals[m] / totals["log"] for m in methods if m != "log"},
         "seconds": totals,
+        "gradient_evaluations": evals,
         "max_stage_time_error": errors,
         "within_1_percent": {m: errors[m] <= 0.01 for m in errors},
         "gd_lr": lr,
         "per_alpha": rows,
+        "beyond": beyond,
     }
 
 

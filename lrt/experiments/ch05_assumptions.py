@@ -1,0 +1,210 @@
+"""Chapter 5, *Are the assumptions reasonable?* (label ``ch-assumptions``), P1 Fig 2.
+
+(a) Perturb (u, v) at a random time inside a plateau: along the plateau's support the weights return
+to the unperturbed path (the plateau point is a local minimum there), while a perturbation of the
+inactive coordinates seeds the next stage early (the plateau is a saddle). (b) Perturb at the start of a
+stage: the stage's nonlinear evolution is the same, to O(σ).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from lrt.experiments.ch01_conservation import attention_toy
+from lrt.experiments.ch02_small_init import init_directions
+from lrt.experiments.ch03_algorithm1 import attention_staircase, midpoint_levels
+from lrt.figures import register_figure
+from lrt.flows import Trajectory, gradient_flow
+from lrt.ledger import Measurement, claim
+from lrt.stages import crossing_times
+
+CHAPTER = "ch-assumptions"
+
+ALPHA = 1e-16
+TAU_END = 3.0
+PLATEAUS = (1, 2, 3, 4)  # plateau k lies between stage k and stage k + 1
+SIGMA_PLATEAU = 1e-2
+RELAX_TIME = 5.0
+SIGMA_STAGE = 1e-3
+SIGMAS = (1e-4, 1e-3, 1e-2)
+STAGE_START = 0.02  # a stage starts when the loss has fallen 2 % of the way to the next plateau
+SEED = 11
+RETURN_TOLERANCE = 0.1
+ROBUST_TOLERANCE = 0.05
+
+
+@lru_cache(maxsize=None)
+def unperturbed() -> Trajectory:
+    """Gradient flow on (u, v) from α = 1e-16 (LSODA, rtol 1e-10) over τ ∈ [0, 3]."""
+    ubar, vbar = init_directions()
+    t_end = TAU_END * math.log(1 / ALPHA)
+    return gradient_flow(attention_toy(), ALPHA * ubar, ALPHA * vbar, t_end=t_end, n_eval=6001, method="LSODA", rtol=1e-10)
+
+
+def stage_times() -> np.ndarray:
+    """The unperturbed run's stage times (real time), shape ``(K,)``."""
+    path = unperturbed()
+    return crossing_times(path.t, path.loss, midpoint_levels(attention_staircase())).numpy()
+
+
+def perturb_and_continue(
+    path: Trajectory, index: int, *, sigma: float, support_only: bool, t_end: float, generator, n_eval: int = 501
+) -> tuple[Trajectory, Trajectory]:
+    """Add σ·N(0, 1) noise to (u, v) at sample ``index`` of ``path`` and run both the perturbed and the
+    unperturbed flow from there for ``t_end`` (same solver), returning (perturbed, unperturbed).
+
+    ``support_only``: perturb only the coordinates with |w_i| > 1e-3 (the plateau's support).
+
+    Defined in :ref:`ch-assumptions`.
+    """
+    problem = attention_toy()
+    u, v = path.u[index], path.v[index]
+    du = sigma * torch.randn(problem.dim, generator=generator, dtype=torch.float64)
+    dv = sigma * torch.randn(problem.dim, generator=generator, dtype=torch.float64)
+    if support_only:
+        mask = ((u * v).abs() > 1e-3).to(torch.float64)
+        du, dv = du * mask, dv * mask
+    kw = dict(t_end=t_end, n_eval=n_eval, method="LSODA", rtol=1e-10)
+    return gradient_flow(problem, u + du, v + dv, **kw), gradient_flow(problem, u, v, **kw)
+
+
+@dataclass(frozen=True)
+class PlateauKick:
+    plateau: int
+    t: float  # time of the kick (real time)
+    support: tuple[Trajectory, Trajectory]  # (perturbed, unperturbed) for support-only noise
+    everywhere: tuple[Trajectory, Trajectory]  # for noise on every coordinate
+
+    def distance(self, which: str) -> torch.Tensor:
+        pert, ref = getattr(self, which)
+        return (pert.w - ref.w).norm(dim=1)
+
+    @property
+    def return_ratio(self) -> float:
+        """min over t ≤ ``RELAX_TIME`` of ‖Δw(t)‖ / ‖Δw(0)‖ (support-only noise): how close the kicked path
+        comes back. The minimum, not the value at ``RELAX_TIME``: a kick late in a short plateau shifts the
+        next stage slightly in time, and the two paths then differ by that shift, not by the kick."""
+        d = self.distance("support")
+        window = self.support[0].t <= RELAX_TIME
+        return float(d[window].min() / d[0])
+
+
+@lru_cache(maxsize=None)
+def plateau_kicks() -> tuple[PlateauKick, ...]:
+    """One kick at a random time (middle 60 %) inside each plateau in ``PLATEAUS``.
+
+    Defined in :ref:`ch-assumptions`.
+    """
+    path, times = unperturbed(), stage_times()
+    gen = torch.Generator().manual_seed(SEED)
+    out = []
+    for k in PLATEAUS:
+        lo, hi = times[k - 1], times[k]
+        t = lo + (0.2 + 0.6 * torch.rand((), generator=gen, dtype=torch.float64).item()) * (hi - lo)
+        index = int(np.searchsorted(path.t.numpy(), t))
+        horizon = min(4 * RELAX_TIME, path.t[-1].item() - path.t[index].item())
+        support = perturb_and_continue(path, index, sigma=SIGMA_PLATEAU, support_only=True, t_end=horizon, generator=gen)
+        everywhere = perturb_and_continue(path, index, sigma=SIGMA_PLATEAU, support_only=False, t_end=horizon, generator=gen)
+        out.append(PlateauKick(k, path.t[index].item(), support, everywhere))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class StageKick:
+    stage: int  # the stage that starts (k + 1 after plateau k)
+    sigma: float
+    perturbed: Trajectory
+    reference: Trajectory
+    relative_distance: float  # max_t ‖Δw(t)‖ / ‖w^{k+1} − w^k‖ over the stage
+
+
+@lru_cache(maxsize=None)
+def stage_kick(stage: int, sigma: float) -> StageKick:
+    """Perturb (u, v) by σ·N(0, 1) where stage ``stage`` starts; compare with the unperturbed stage.
+
+    Defined in :ref:`ch-assumptions`.
+    """
+    path, stairs = unperturbed(), attention_staircase()
+    high, low = stairs.loss[stage - 1].item(), stairs.loss[stage].item()
+    levels = torch.tensor([high - STAGE_START * (high - low), low + STAGE_START * (high - low)])
+    start, end = crossing_times(path.t, path.loss, levels).tolist()
+    index = int(np.searchsorted(path.t.numpy(), start))
+    gen = torch.Generator().manual_seed(SEED + stage)
+    pert, ref = perturb_and_continue(
+        path, index, sigma=sigma, support_only=False, t_end=end - path.t[index].item(), generator=gen
+    )
+    scale = (stairs.w[stage] - stairs.w[stage - 1]).norm()
+    return StageKick(stage, sigma, pert, ref, float((pert.w - ref.w).norm(dim=1).max() / scale))
+
+
+# --- claims -------------------------------------------------------------------------------------
+
+
+@claim(
+    "P1.assumption_local_min",
+    chapter=CHAPTER,
+    statement="Inside a plateau the weights sit near a point that is a local minimum of F on the plateau's support: kicked there, they return.",
+    prediction=f"max over plateaus 1–4 of min_(s ≤ {RELAX_TIME:g}) ‖Δw(t + s)‖ / ‖Δw(t)‖ after a kick σ = {SIGMA_PLATEAU:g} of the support coordinates of (u, v) at a random time t (α = 1e-16, (u, v) flow)",
+    tolerance=f"≤ {RETURN_TOLERANCE:g}",
+)
+def _local_min() -> Measurement:
+    ratios = [kick.return_ratio for kick in plateau_kicks()]
+    detail = "ratios " + ", ".join(f"{r:.1e}" for r in ratios)
+    return Measurement.at_most(max(ratios), RETURN_TOLERANCE, detail)
+
+
+@claim(
+    "P1.assumption_robust",
+    chapter=CHAPTER,
+    statement="A stage's nonlinear evolution is robust: perturbed at the start of the stage, the weights follow the unperturbed stage.",
+    prediction=f"max over stages 2–5 of max_t ‖w_perturbed(t) − w(t)‖ / ‖w^k − w^(k−1)‖ over the stage, σ = {SIGMA_STAGE:g} on every coordinate of (u, v) (α = 1e-16)",
+    tolerance=f"≤ {ROBUST_TOLERANCE:g} (and the deviation is O(σ))",
+)
+def _robust() -> Measurement:
+    kicks = [stage_kick(k, SIGMA_STAGE) for k in range(2, 6)]
+    worst = max(k.relative_distance for k in kicks)
+    detail = "per stage " + ", ".join(f"{k.relative_distance:.1e}" for k in kicks)
+    return Measurement.at_most(worst, ROBUST_TOLERANCE, detail)
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+@register_figure("plateau-kicks", chapter=CHAPTER, caption="Distance between the kicked and the unkicked path after a kick inside each plateau: noise on the support only (solid) returns; noise on every coordinate (dotted) first returns, then seeds the next stage early.")
+def _figure_plateau():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for kick in plateau_kicks():
+        t = kick.support[0].t
+        line = ax.semilogy(t, kick.distance("support"), label=f"plateau {kick.plateau}")[0]
+        ax.semilogy(kick.everywhere[0].t, kick.distance("everywhere"), ":", color=line.get_color())
+    ax.axvline(RELAX_TIME, color="0.6", lw=0.8)
+    ax.set(xlabel="time since the kick", ylabel=r"$\|w_{kicked}(t) - w(t)\|$")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+@register_figure("stage-kicks", chapter=CHAPTER, caption="Left: entries of w during stage 4 (the second QK entry is learned), kicked at the start of the stage with σ = 1e-2 (solid) and unkicked (dashed). Right: the largest deviation over the stage, relative to the stage's displacement, against σ for stages 2–5.")
+def _figure_stage():
+    import matplotlib.pyplot as plt
+
+    kick = stage_kick(4, 1e-2)
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for j in range(attention_toy().dim):
+        line = ax0.plot(kick.perturbed.t, kick.perturbed.w[:, j], lw=1.5)[0]
+        ax0.plot(kick.reference.t, kick.reference.w[:, j], "--", color="k", lw=1)
+    ax0.set(xlabel="time since the start of stage 4", ylabel="entries of w")
+    for stage in range(2, 6):
+        ax1.loglog(SIGMAS, [stage_kick(stage, s).relative_distance for s in SIGMAS], "o-", label=f"stage {stage}")
+    ax1.loglog(SIGMAS, SIGMAS, "k:", lw=1, label="slope 1")
+    ax1.set(xlabel="kick size σ", ylabel="max deviation / stage displacement")
+    ax1.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
