@@ -6,6 +6,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import lrt
+from lrt.experiments import ch01_conservation as ch01
 
 
 def logistic(t, w0, target):
