@@ -27,8 +27,9 @@ def test_ledger_list_names_the_claims(capsys):
 
 def test_unknown_claim_figure_and_run_exit_2_without_traceback():
     for args, needle in [
-        (("ledger", "P9.nothing"), "unknown claim 'P9.nothing'; expected one of: P1.conservation"),
-        (("figure", "no-such-figure"), "unknown figure 'no-such-figure'; expected one of: attention-toy-training"),
+        (("ledger", "P9.nothing"), "unknown claim 'P9.nothing'; expected one of: P1."),
+        (("figure", "no-such-figure"), "unknown figure 'no-such-figure'; expected one of: "),
+        (("bench", "no-such-bench"), "unknown benchmark 'no-such-bench'; expected one of: staircase"),
         (("figure",), "NAME is required"),
         (("figure", "conservation-drift", "--out", "x.gif"), "--out: expected a file ending in .png, .svg, .pdf"),
     ]:

@@ -34,7 +34,7 @@ EXPONENTS = (2, 4, 8, 16, 32, 64, 100)
 TAU_END = 3.0
 #: the L1-in-τ distance at α = 1e-100 must be below this (≈ 0.8 % of ∫ F_∞ dτ ≈ 3.9 over [0, 3]).
 DISTANCE_TOLERANCE = 0.03
-EPSILONS = (1e-6, 1e-8, 1e-10, 1e-12)
+EPSILONS = (1e-6, 1e-8, 1e-12)
 
 
 @lru_cache(maxsize=None)
@@ -56,7 +56,7 @@ def attention_run(exponent: float) -> LogTrajectory:
     """Gradient flow (log engine) on the attention toy from α = 10^-exponent, τ ∈ [0, 3]."""
     ubar, vbar = init_directions()
     t_end = TAU_END * -log_alpha(exponent)
-    return log_variable_flow(attention_toy(), ubar, vbar, log_alpha=log_alpha(exponent), t_end=t_end, n_eval=3001)
+    return log_variable_flow(attention_toy(), ubar, vbar, log_alpha=log_alpha(exponent), t_end=t_end, n_eval=4001)
 
 
 @dataclass(frozen=True)
@@ -204,6 +204,9 @@ BENCH_EXPONENTS = (2, 4, 8, 16, 32)
 BENCH_LR = 0.0075
 BENCH_TAU_END = 2.8
 BENCH_METHODS = ("log", "uv", "gd", "gd_closed_form")
+# Each method is run at its cheapest setting that stays within 1 % of the reference stage times: GD at the
+# largest round step (its error is ≈ 0.93 % at 0.0075, linear in the step), the ODE solvers at rtol 1e-4
+# (stage-time error ≈ 0.1 %: a safety factor of 10, since adaptive error control is not exact).
 #: beyond the benchmark's α set: the log engine's cost is measured, GD's step count is only computed
 BEYOND_EXPONENTS = (64, 100)
 
@@ -217,9 +220,9 @@ def _bench_one(method: str, exponent: float, stairs: Staircase, lr: float):
     alpha = math.exp(la)
     start = time.perf_counter()
     if method == "log":  # sampled at the solver's own steps: dense in the jumps, sparse on plateaus
-        path = log_variable_flow(problem, ubar, vbar, log_alpha=la, t_end=t_end, n_eval=None, rtol=1e-6, atol=1e-8)
+        path = log_variable_flow(problem, ubar, vbar, log_alpha=la, t_end=t_end, n_eval=None, rtol=1e-4, atol=1e-6)
     elif method == "uv":
-        path = gradient_flow(problem, alpha * ubar, alpha * vbar, t_end=t_end, n_eval=None, method="LSODA", rtol=1e-6)
+        path = gradient_flow(problem, alpha * ubar, alpha * vbar, t_end=t_end, n_eval=None, method="LSODA", rtol=1e-4)
     else:
         gradient = "autograd" if method == "gd" else "closed_form"
         path = gradient_descent(problem, alpha * ubar, alpha * vbar, lr=lr, steps=int(round(t_end / lr)), gradient=gradient)

@@ -142,6 +142,29 @@ def stage_kick(stage: int, sigma: float) -> StageKick:
     return StageKick(stage, sigma, pert, ref, float((pert.w - ref.w).norm(dim=1).max() / scale))
 
 
+def support_relaxation_rates(plateau: int) -> torch.Tensor:
+    """Eigenvalues of −2 diag(|w_S|) ∇²F(w)_SS at Algorithm 1's plateau point w^k on its support S.
+
+    Near the plateau, active coordinates follow ẇ_S = −2|w_S| ⊙ g_S(w) (chapter 3's fast-phase flow), whose
+    linearisation is this matrix: all eigenvalues negative means the plateau point is a strict local minimum of F
+    on its support, and −λ are the rates at which a kick along the support decays.
+
+    Defined in :ref:`ch-assumptions`.
+    """
+    w = attention_staircase().w[plateau]
+    support = (w != 0).nonzero().flatten()
+    hessian = torch.autograd.functional.hessian(attention_toy().loss, w)[support][:, support]
+    jacobian = -2 * torch.diag(w[support].abs()) @ hessian
+    return torch.linalg.eigvals(jacobian).real.sort().values
+
+
+def fitted_decay_rate(kick: "PlateauKick", window: tuple[float, float] = (0.5, 2.5)) -> float:
+    """Slope of log ‖Δw(t)‖ over ``window`` for a support-only kick (a least-squares line)."""
+    t, d = kick.support[0].t.numpy(), kick.distance("support").numpy()
+    sel = (t >= window[0]) & (t <= window[1])
+    return float(np.polyfit(t[sel], np.log(d[sel]), 1)[0])
+
+
 # --- claims -------------------------------------------------------------------------------------
 
 
