@@ -29,6 +29,9 @@ from lrt.models import (  # noqa: E402
 from lrt.flows import Trajectory, gradient_flow, gradient_descent, invariant_drift  # noqa: E402
 from lrt.ledger import Claim, ClaimResult, check, claims, run_ledger  # noqa: E402
 from lrt.figures import figure, figure_names, glue_figure  # noqa: E402
+from lrt.transformer import SelfAttention, ViT, CharGPT, attention_products, from_torch_attention  # noqa: E402
+from lrt.datasets import digits_split, text_split  # noqa: E402
+from lrt.tracking import Tracker, train, stable_rank, perturbation_spectra, save_results, load_results  # noqa: E402
 
 __all__ = [
     "LrtError",
@@ -51,4 +54,17 @@ __all__ = [
     "figure",
     "figure_names",
     "glue_figure",
+    "SelfAttention",
+    "ViT",
+    "CharGPT",
+    "attention_products",
+    "from_torch_attention",
+    "digits_split",
+    "text_split",
+    "Tracker",
+    "train",
+    "stable_rank",
+    "perturbation_spectra",
+    "save_results",
+    "load_results",
 ]
