@@ -50,8 +50,8 @@ def test_products_are_the_head_slices_with_the_stated_transposes():
     attn = random_attention(n_heads=2)
     qk, vo = attn.products()
     for h in range(2):
-        torch.testing.assert_close(qk[h], attn.W_K[h] @ attn.W_Q[h].T, rtol=0, atol=0)
-        torch.testing.assert_close(vo[h], attn.W_V[h] @ attn.W_O[h].T, rtol=0, atol=0)
+        torch.testing.assert_close(qk[h], attn.W_K[h] @ attn.W_Q[h].T, rtol=1e-14, atol=1e-14)
+        torch.testing.assert_close(vo[h], attn.W_V[h] @ attn.W_O[h].T, rtol=1e-14, atol=1e-14)
         assert int(torch.linalg.matrix_rank(qk[h])) == attn.d_head
 
 
@@ -190,7 +190,7 @@ def test_text_split_is_deterministic_and_partitions_the_text():
         (lambda: digits_split(val_fraction=0), "val_fraction: expected a number in (0, 1), got 0.0"),
         (lambda: text_split(block=10), "block: expected an int >= 64, got 10"),
         (lambda: text_batch(torch.arange(5), context=8, batch=1, generator=0), "ids: expected a 1-D tensor longer than context + 1 = 9"),
-        (lambda: train(ViT(), DigitsTask(digits_split()), steps=1, optimizer="rmsprop"), "optimizer: unknown value 'rmsprop'; expected one of: adam, sgd"),
+        (lambda: train(ViT(), DigitsTask(digits_split()), steps=1, optimizer="rmsprop"), "optimizer: unknown value 'rmsprop'; expected one of adam, sgd"),
         (lambda: train(ViT(), TextTask(text_split()), steps=1), "task: a ViT cannot be trained on a TextTask"),
         (lambda: train(ViT(), DigitsTask(digits_split()), steps=0), "steps: expected an int >= 1, got 0"),
         (lambda: perturbation_spectra(ViT(), (torch.zeros(1), torch.zeros(1))), "init: expected two tensors of shape (2, 4, 32, 32)"),
