@@ -162,7 +162,7 @@ def text_windows(ids: torch.Tensor, *, context: int, count: int) -> tuple[torch.
 
     >>> x, y = text_windows(torch.arange(100), context=4, count=3)
     >>> x[:, 0].tolist()
-    [0, 47, 95]
+    [0, 48, 95]
 
     Defined in :ref:`ch-beyond-diagonal`.
     """

@@ -102,7 +102,7 @@ class Tracker:
     >>> tracker = Tracker(vit)
     >>> tracker.record(0, train_loss=2.3, val_loss=2.3)
     >>> sorted(tracker.results())[:4]
-    ['config', 'step', 'sv_qk', 'sv_qk_init']
+    ['config', 'stable_rank_qk', 'stable_rank_vo', 'step']
 
     Defined in :ref:`ch-beyond-diagonal`.
     """
