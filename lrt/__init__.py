@@ -31,7 +31,7 @@ from lrt.ledger import Claim, ClaimResult, check, claims, run_ledger  # noqa: E4
 from lrt.figures import figure, figure_names, glue_figure  # noqa: E402
 from lrt.transformer import SelfAttention, ViT, CharGPT, attention_products, from_torch_attention  # noqa: E402
 from lrt.datasets import digits_split, text_split  # noqa: E402
-from lrt.tracking import Tracker, train, stable_rank, perturbation_spectra, save_results, load_results  # noqa: E402
+from lrt.tracking import Tracker, DigitsTask, TextTask, train, stable_rank, perturbation_spectra, save_results, load_results  # noqa: E402
 
 __all__ = [
     "LrtError",
@@ -62,6 +62,8 @@ __all__ = [
     "digits_split",
     "text_split",
     "Tracker",
+    "DigitsTask",
+    "TextTask",
     "train",
     "stable_rank",
     "perturbation_spectra",
