@@ -1,5 +1,6 @@
 """Chapter 6: the transformer's per-head conventions, the tracker, the data, and the committed runs."""
 
+import json
 import math
 
 import pytest
@@ -8,6 +9,7 @@ from torch import nn
 
 import lrt
 from lrt import LrtError, LrtTypeError
+from lrt.cli import main
 from lrt.datasets import digits_split, text_batch, text_split, text_windows, unigram_cross_entropy
 from lrt.experiments import ch06_beyond_diagonal as ch06
 from lrt.tracking import DigitsTask, TextTask, Tracker, load_results, perturbation_spectra, save_results, stable_rank, train
@@ -234,8 +236,11 @@ def assert_first_rows_equal(short: dict, committed: dict) -> None:
     assert {k: committed["config"][k] for k in same} == same
 
 
-def test_short_vit_run_reproduces_the_committed_file():
-    assert_first_rows_equal(ch06.vit_training(steps=2 * ch06.VIT_TRAIN["every"]), ch06.results("vit-rank"))
+def test_short_vit_run_from_the_cli_reproduces_the_committed_file(tmp_path, capsys):
+    out = tmp_path / "vit.pt"
+    assert main(["run", "vit-rank", "--steps", str(2 * ch06.VIT_TRAIN["every"]), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert_first_rows_equal(load_results(out), ch06.results("vit-rank"))
 
 
 def test_short_gpt_run_reproduces_the_committed_file():
@@ -248,6 +253,12 @@ def test_short_sweep_reproduces_the_committed_file():
     assert set(short) == set(committed)
     for key in short:
         assert_first_rows_equal(short[key], committed[key])
+
+
+def test_tracking_benchmark_reports_the_ratio(capsys):
+    assert main(["bench", "tracking", "--quick", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert math.isfinite(report["ratios"]["tracked_over_plain"]) and report["config"]["every"] == ch06.VIT_TRAIN["every"]
 
 
 def test_committed_files_are_small():

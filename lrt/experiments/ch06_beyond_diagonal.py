@@ -342,7 +342,7 @@ def _figure_sweep():
 @register_benchmark("tracking", chapter=CHAPTER, description="ViT training with tracking every k = 10 steps vs the plain loop, same run")
 def _bench_tracking(quick: bool = False) -> dict:
     reproducible()
-    steps = 40 if quick else 200
+    steps = 20 if quick else 200
     every = VIT_TRAIN["every"]
     times = {"plain": [], "tracked": []}
     for _ in range(2):  # alternate, keep the best of each (the machine is shared)
