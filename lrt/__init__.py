@@ -31,7 +31,19 @@ from lrt.ledger import Claim, ClaimResult, check, claims, run_ledger  # noqa: E4
 from lrt.figures import figure, figure_names, glue_figure  # noqa: E402
 from lrt.transformer import SelfAttention, ViT, CharGPT, attention_products, from_torch_attention  # noqa: E402
 from lrt.datasets import digits_split, text_split  # noqa: E402
-from lrt.tracking import Tracker, DigitsTask, TextTask, train, stable_rank, perturbation_spectra, save_results, load_results  # noqa: E402
+from lrt.tracking import (  # noqa: E402
+    Tracker,
+    DigitsTask,
+    TextTask,
+    train,
+    stable_rank,
+    perturbation_spectra,
+    save_results,
+    load_results,
+    activation_times,
+    half_times,
+    gradualness,
+)
 
 __all__ = [
     "LrtError",
@@ -69,4 +81,7 @@ __all__ = [
     "perturbation_spectra",
     "save_results",
     "load_results",
+    "activation_times",
+    "half_times",
+    "gradualness",
 ]

@@ -36,6 +36,9 @@ __all__ = [
     "OPTIMIZERS",
     "save_results",
     "load_results",
+    "activation_times",
+    "half_times",
+    "gradualness",
 ]
 
 #: Optimisers accepted by :func:`train` (Adam, as in P1, by default).
@@ -299,3 +302,79 @@ def load_results(path: str | Path) -> dict:
     if not path.is_file():
         raise LrtError(f"path: expected an existing results file, got {str(path)!r}")
     return torch.load(path, weights_only=True)
+
+
+def _sv_series(results: dict, which: str, k: int) -> torch.Tensor:
+    if not isinstance(results, dict) or "step" not in results:
+        raise LrtTypeError("results: expected a results dict with a 'step' entry (from lrt.train or lrt.load_results)")
+    _checks.choice("which", which, ("qk", "vo"))
+    k = _checks.positive_int("k", k)
+    sv = results[f"sv_{which}"]
+    if sv.shape[-1] < k:
+        raise LrtError(f"k: expected at most the {sv.shape[-1]} stored singular values, got {k}")
+    return sv[..., :k]
+
+
+def activation_times(results: dict, which: str, k: int = 3, level: float = 0.25) -> torch.Tensor:
+    """When each of the k leading directions of a perturbation is learned, on a common yardstick: for
+    every head, the first recorded step at which σ_i(t) ≥ ``level`` · σ_1(T) (the head's final top
+    singular value), as a fraction of the run, and 1 if it never happens within the run. Since
+    σ_1(t) ≥ σ_2(t) ≥ …, the times are ordered, t_1 ≤ … ≤ t_k; their spread is what carries information.
+
+    Arguments:
+        results: tracked results (:func:`train`), with ``step`` ``(R,)`` and ``sv_qk``/``sv_vo`` ``(R, L, H, r)``.
+        which: ``"qk"`` for Δ(W_K W_Qᵀ) or ``"vo"`` for Δ(W_V W_Oᵀ).
+        k: number of leading directions.
+        level: the yardstick, a fraction of σ_1(T) in (0, 1].
+
+    Returns:
+        ``(L, H, k)`` float64.
+
+    >>> res = {"step": torch.tensor([0, 5, 10]), "sv_qk": torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.4]])[:, None, None]}
+    >>> activation_times(res, "qk", k=2)
+    tensor([[[0.5000, 1.0000]]])
+
+    Defined in :ref:`ch-beyond-diagonal`.
+    """
+    sv = _sv_series(results, which, k)
+    level = _checks.fraction("level", level)
+    reached = sv >= level * sv[-1, ..., :1]
+    first = reached.to(torch.int64).argmax(dim=0)  # index of the first True
+    steps = results["step"].to(torch.float64)
+    return torch.where(reached.any(dim=0), steps[first] / steps[-1], torch.ones((), dtype=torch.float64))
+
+
+def half_times(results: dict, which: str, k: int = 3) -> torch.Tensor:
+    """For every head, the first recorded step at which σ_i(t) reaches half of *its own* final value
+    σ_i(T), i = 1..k, as a fraction of the run: ``(L, H, k)``. (For a direction that never grows,
+    the time this returns is set by noise; :func:`activation_times` uses a common yardstick instead.)
+
+    >>> res = {"step": torch.tensor([0, 5, 10]), "sv_qk": torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.4]])[:, None, None]}
+    >>> half_times(res, "qk", k=2)
+    tensor([[[0.5000, 1.0000]]])
+
+    Defined in :ref:`ch-beyond-diagonal`.
+    """
+    sv = _sv_series(results, which, k)
+    first = (sv >= 0.5 * sv[-1]).to(torch.int64).argmax(dim=0)  # the last row always qualifies
+    steps = results["step"].to(torch.float64)
+    return steps[first] / steps[-1]
+
+
+def gradualness(results: dict, k: int = 3, level: float = 0.25, *, times: str = "activation") -> float:
+    """The spread t_k − t_1 of the :func:`activation_times` (or, with ``times="half"``, of the
+    :func:`half_times`), averaged over every head of every layer and over both perturbations: 0 when
+    the k leading directions are learned together, up to 1 when only the first is learned in the run.
+
+    >>> res = {"step": torch.tensor([0, 5, 10]), "sv_qk": torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.4]])[:, None, None]}
+    >>> gradualness(res | {"sv_vo": res["sv_qk"]}, k=2)
+    0.5
+
+    Defined in :ref:`ch-beyond-diagonal`.
+    """
+    _checks.choice("times", times, ("activation", "half"))
+    spreads = []
+    for which in ("qk", "vo"):
+        t = activation_times(results, which, k, level) if times == "activation" else half_times(results, which, k)
+        spreads.append((t[..., -1] - t[..., 0]).mean())
+    return float(sum(spreads) / len(spreads))

@@ -157,6 +157,27 @@ def test_perturbation_of_a_trained_head_has_rank_at_most_two_d_head():
     assert float(full[..., 8:].max()) < 1e-12 * float(full.max()) and float(full[..., 7].min()) > 0
 
 
+def test_activation_and_half_times_against_explicit_loops():
+    res = ch06.results("init-scale-sweep")["scale_0.1"]
+    steps = res["step"].tolist()
+    act, half = lrt.activation_times(res, "vo", 3, 0.25), lrt.half_times(res, "vo", 3)
+    L, H = act.shape[:2]
+    for layer in range(L):
+        for head in range(H):
+            series = res["sv_vo"][:, layer, head]
+            for i in range(3):
+                hits = [s for s, row in zip(steps, series) if row[i] >= 0.25 * series[-1, 0]]
+                assert act[layer, head, i] == (hits[0] / steps[-1] if hits else 1.0)
+                own = [s for s, row in zip(steps, series) if row[i] >= 0.5 * series[-1, i]]
+                assert half[layer, head, i] == own[0] / steps[-1]
+    spread = sum(float((t[..., 2] - t[..., 0]).mean()) for t in (lrt.activation_times(res, "qk"), act)) / 2
+    assert lrt.gradualness(res) == pytest.approx(spread, rel=1e-15)
+    with pytest.raises(LrtError, match="k: expected at most the 8 stored singular values, got 9"):
+        lrt.gradualness(res, k=9)
+    with pytest.raises(LrtError, match="which: unknown value 'kq'"):
+        lrt.activation_times(res, "kq")
+
+
 def test_digits_split_is_deterministic_disjoint_and_complete():
     a, b, c = digits_split(), digits_split(), digits_split(seed=1)
     assert torch.equal(a.x_val, b.x_val) and torch.equal(a.y_train, b.y_train)

@@ -21,7 +21,16 @@ from lrt.figures import register_figure
 from lrt.ledger import Measurement, claim
 from lrt.repro import reproducible
 from lrt.tasks import register_benchmark, register_run
-from lrt.tracking import DigitsTask, TextTask, load_results, save_results, train
+from lrt.tracking import (  # noqa: F401  (activation_times, half_times: used by the chapter)
+    DigitsTask,
+    TextTask,
+    activation_times,
+    gradualness,
+    half_times,
+    load_results,
+    save_results,
+    train,
+)
 from lrt.transformer import CharGPT, ViT
 
 CHAPTER = "ch-beyond-diagonal"
@@ -41,10 +50,7 @@ SWEEP_HEAD = (0, 0)  # (layer, head) shown in the init-scale figure
 INIT_SEED, BATCH_SEED = 0, 1
 FILES = {"vit-rank": "ch06_vit_rank.pt", "gpt-rank": "ch06_gpt_rank.pt", "init-scale-sweep": "ch06_init_scale_sweep.pt"}
 LOW_RANK_FRACTION = 0.25
-#: A direction of a perturbation counts as learned once its singular value reaches this fraction of
-#: the head's final top singular value (:func:`activation_times`).
-ACTIVATION_LEVEL = 0.25
-INCREMENTAL_RATIO = 2.0
+INCREMENTAL_RATIO = 2.0  # gradualness (lrt.tracking.gradualness, k = 3, level 0.25) at small scales / at scale 1
 
 
 # --- the runs -----------------------------------------------------------------------------------
@@ -87,19 +93,19 @@ def _write(name: str, results: dict, out) -> Path:
     return save_results(results, Path(out) if out is not None else DATA / FILES[name])
 
 
-@register_run("vit-rank", chapter=CHAPTER, description="ViT on the 8×8 digits, perturbation spectra every 10 steps (~2 min)")
+@register_run("vit-rank", chapter=CHAPTER, description="ViT on the 8×8 digits, perturbation spectra every 10 steps (~2.5 min on a shared 2-core CPU)")
 def _run_vit(steps=None, out=None, progress=False) -> Path:
     reproducible()
     return _write("vit-rank", vit_training(steps=steps or VIT_TRAIN["steps"], progress=progress), out)
 
 
-@register_run("gpt-rank", chapter=CHAPTER, description="character GPT on pydoc_data.topics, perturbation spectra every 10 steps (~2.5 min)")
+@register_run("gpt-rank", chapter=CHAPTER, description="character GPT on pydoc_data.topics, perturbation spectra every 10 steps (~3.5 min on a shared 2-core CPU)")
 def _run_gpt(steps=None, out=None, progress=False) -> Path:
     reproducible()
     return _write("gpt-rank", gpt_training(steps=steps or GPT_TRAIN["steps"], progress=progress), out)
 
 
-@register_run("init-scale-sweep", chapter=CHAPTER, description="ViT from init scales 1, 0.1, 0.01, spectra every 5 steps (~3.5 min)")
+@register_run("init-scale-sweep", chapter=CHAPTER, description="ViT from init scales 1, 0.1, 0.01, spectra every 5 steps (~5 min on a shared 2-core CPU)")
 def _run_sweep(steps=None, out=None, progress=False) -> Path:
     reproducible()
     return _write("init-scale-sweep", sweep_training(steps=steps or SWEEP_TRAIN["steps"], progress=progress), out)
@@ -124,44 +130,10 @@ def d_head(res: dict) -> int:
     return res["config"]["d_model"] // res["config"]["n_heads"]
 
 
-def half_times(res: dict, which: str, k: int = 3) -> torch.Tensor:
-    """For every head, the first recorded step at which the i-th largest singular value of the
-    perturbation reaches half *its own* final value, i = 1..k, as a fraction of the run: ``(L, H, k)``.
-    (The statistic suggested in the issue; for directions that never grow it measures noise.)"""
-    sv = res[f"sv_{which}"][..., :k]  # (R, L, H, k)
-    reached = sv >= 0.5 * sv[-1]
-    first = reached.to(torch.int64).argmax(dim=0)  # first index where True (the last row always is)
-    steps = res["step"].to(torch.float64)
-    return steps[first] / steps[-1]
-
-
-def activation_times(res: dict, which: str, k: int = 3, level: float = ACTIVATION_LEVEL) -> torch.Tensor:
-    """For every head, the first recorded step at which the i-th largest singular value of the
-    perturbation reaches ``level`` times the head's *final top* singular value σ_1(T), i = 1..k, as a
-    fraction of the run, and 1 if it never does (not learned within the run): ``(L, H, k)``. Since
-    σ_1(t) ≥ σ_2(t) ≥ …, these times are ordered, t_1 ≤ t_2 ≤ … ≤ t_k; only their spread is informative."""
-    sv = res[f"sv_{which}"][..., :k]
-    reached = sv >= level * sv[-1, ..., :1]
-    first = reached.to(torch.int64).argmax(dim=0)
-    steps = res["step"].to(torch.float64)
-    return torch.where(reached.any(dim=0), steps[first] / steps[-1], torch.ones(()))
-
-
-def _spread(times_of, res: dict, **kwargs) -> float:
-    spreads = [(lambda t: t[..., -1] - t[..., 0])(times_of(res, w, **kwargs)).mean() for w in ("qk", "vo")]
-    return float(sum(spreads) / len(spreads))
-
-
-def gradualness(res: dict, k: int = 3, level: float = ACTIVATION_LEVEL) -> float:
-    """Spread t_k − t_1 of the :func:`activation_times` (fraction of the run), averaged over the heads of
-    every layer and over both perturbations: 0 when the top k directions are learned together, up to 1
-    when only the first is learned within the run."""
-    return _spread(activation_times, res, k=k, level=level)
-
-
 def half_time_spread(res: dict, k: int = 3) -> float:
-    """The same spread for the :func:`half_times` (the issue's statistic)."""
-    return _spread(half_times, res, k=k)
+    """The spread t_k − t_1 of the :func:`lrt.tracking.half_times` (the issue's statistic), averaged
+    like :func:`lrt.tracking.gradualness`."""
+    return gradualness(res, k=k, times="half")
 
 
 def ordered_fraction(res: dict, k: int = 3) -> float:
