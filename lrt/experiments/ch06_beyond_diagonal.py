@@ -21,10 +21,9 @@ from lrt.figures import register_figure
 from lrt.ledger import Measurement, claim
 from lrt.repro import reproducible
 from lrt.tasks import register_benchmark, register_run
-from lrt.tracking import (  # noqa: F401  (activation_times, half_times: used by the chapter)
+from lrt.tracking import (
     DigitsTask,
     TextTask,
-    activation_times,
     gradualness,
     half_times,
     load_results,
