@@ -32,6 +32,21 @@ from lrt.algorithm1 import Staircase, algorithm1  # noqa: E402
 from lrt.stages import crossing_times, first_stage_time, rescaled_time, staircase_distance  # noqa: E402
 from lrt.ledger import Claim, ClaimResult, check, claims, run_ledger  # noqa: E402
 from lrt.figures import figure, figure_names, glue_figure  # noqa: E402
+from lrt.transformer import SelfAttention, ViT, CharGPT, attention_products, from_torch_attention  # noqa: E402
+from lrt.datasets import digits_split, text_split  # noqa: E402
+from lrt.tracking import (  # noqa: E402
+    Tracker,
+    DigitsTask,
+    TextTask,
+    train,
+    stable_rank,
+    perturbation_spectra,
+    save_results,
+    load_results,
+    activation_times,
+    half_times,
+    gradualness,
+)
 
 __all__ = [
     "LrtError",
@@ -62,4 +77,22 @@ __all__ = [
     "figure",
     "figure_names",
     "glue_figure",
+    "SelfAttention",
+    "ViT",
+    "CharGPT",
+    "attention_products",
+    "from_torch_attention",
+    "digits_split",
+    "text_split",
+    "Tracker",
+    "DigitsTask",
+    "TextTask",
+    "train",
+    "stable_rank",
+    "perturbation_spectra",
+    "save_results",
+    "load_results",
+    "activation_times",
+    "half_times",
+    "gradualness",
 ]

@@ -13,7 +13,10 @@ import pytest
 import lrt
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ["lrt.models", "lrt.flows", "lrt.engines", "lrt.algorithm1", "lrt.stages", "lrt.ledger", "lrt.figures", "lrt.repro"]
+MODULES = [
+    "lrt.models", "lrt.flows", "lrt.engines", "lrt.algorithm1", "lrt.stages", "lrt.ledger", "lrt.figures", "lrt.repro",
+    "lrt.transformer", "lrt.datasets", "lrt.tracking",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

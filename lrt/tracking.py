@@ -1,0 +1,380 @@
+"""Instrumented training: the spectra of every head's learned perturbations, through training.
+
+Every ``every`` steps the :class:`Tracker` records, for every head ``h`` of every layer ``l``, the
+singular values of
+
+    Δ(W_K W_Qᵀ) = W_K(t) W_Q(t)ᵀ − W_K(0) W_Q(0)ᵀ   and   Δ(W_V W_Oᵀ) = W_V(t) W_O(t)ᵀ − W_V(0) W_O(0)ᵀ
+
+(d_model × d_model, rank ≤ min(d_model, 2 d_head); only those leading values are kept), their stable
+rank ‖Δ‖_F² / ‖Δ‖_2² (0 for Δ = 0), the training loss (mean of the mini-batch losses since the last
+record) and the validation loss (and accuracy, for classification). The result is a plain dict of
+tensors (plus a ``config`` dict of numbers and strings) that :func:`save_results` writes with
+``torch.save`` and :func:`load_results` reads back with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from lrt import LrtError, LrtTypeError, _checks
+from lrt.datasets import ImageSplit, TextSplit, text_batch, text_windows
+from lrt.transformer import CharGPT, ViT, attention_layers, attention_products
+
+__all__ = [
+    "stable_rank",
+    "perturbation_spectra",
+    "Tracker",
+    "DigitsTask",
+    "TextTask",
+    "train",
+    "OPTIMIZERS",
+    "save_results",
+    "load_results",
+    "activation_times",
+    "half_times",
+    "gradualness",
+]
+
+#: Optimisers accepted by :func:`train` (Adam, as in P1, by default).
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+
+
+def stable_rank(sv: torch.Tensor) -> torch.Tensor:
+    """Stable rank ‖Δ‖_F² / ‖Δ‖_2² from singular values ``sv`` of shape ``(..., r)`` (any order);
+    shape ``(...)``. Defined as 0 where all singular values are 0 (Δ = 0, e.g. at step 0).
+
+    >>> stable_rank(torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0]]))
+    tensor([1.2500, 0.0000])
+
+    Defined in :ref:`ch-beyond-diagonal`.
+    """
+    sv = _checks.tensor("sv", sv, finite=True)
+    if sv.dim() < 1:
+        raise LrtError(f"sv: expected singular values with a last axis, got shape {tuple(sv.shape)}")
+    top = sv.abs().amax(dim=-1)
+    fro = (sv**2).sum(dim=-1)
+    return torch.where(top > 0, fro / torch.where(top > 0, top, 1.0) ** 2, 0.0)
+
+
+def perturbation_spectra(model: torch.nn.Module, init: tuple[torch.Tensor, torch.Tensor], keep: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Singular values (descending) of Δ(W_K W_Qᵀ) and Δ(W_V W_Oᵀ) of every head, relative to the
+    products ``init`` (from :func:`lrt.attention_products` at initialisation).
+
+    Arguments:
+        model: a model with :class:`lrt.SelfAttention` layers.
+        init: (W_K W_Qᵀ, W_V W_Oᵀ) at initialisation, each ``(n_layers, n_heads, d_model, d_model)``.
+        keep: number of leading singular values kept (default min(d_model, 2 d_head), the rank bound).
+
+    Returns:
+        two float64 tensors ``(n_layers, n_heads, keep)``.
+
+    >>> vit = ViT(d_model=8, n_layers=1, n_heads=2)
+    >>> qk, vo = perturbation_spectra(vit, attention_products(vit))
+    >>> tuple(qk.shape), float(qk.abs().max())
+    ((1, 2, 8), 0.0)
+
+    Defined in :ref:`ch-beyond-diagonal`.
+    """
+    qk, vo = attention_products(model)
+    if not (isinstance(init, tuple) and len(init) == 2 and all(isinstance(t, torch.Tensor) for t in init)):
+        raise LrtTypeError("init: expected a pair of tensors (W_K W_Qᵀ, W_V W_Oᵀ) from attention_products")
+    if init[0].shape != qk.shape or init[1].shape != vo.shape:
+        raise LrtError(f"init: expected two tensors of shape {tuple(qk.shape)}, got {tuple(init[0].shape)} and {tuple(init[1].shape)}")
+    layer = attention_layers(model)[0]
+    bound = min(layer.d_model, 2 * layer.d_head)
+    keep = bound if keep is None else _checks.positive_int("keep", keep)
+    sv_qk = torch.linalg.svdvals((qk - init[0]).to(torch.float64))[..., :keep]
+    sv_vo = torch.linalg.svdvals((vo - init[1]).to(torch.float64))[..., :keep]
+    return sv_qk, sv_vo
+
+
+class Tracker:
+    """Records the perturbation spectra and losses of ``model`` (see the module docstring).
+
+    Create it before training (it stores the products at initialisation); call :meth:`record`
+    every k steps; :meth:`results` returns the dict of tensors. ``keep`` limits the singular values
+    stored per head (default: all min(d_model, 2 d_head)); stable ranks always use all of them.
+
+    >>> vit = ViT(d_model=8, n_layers=1, n_heads=2)
+    >>> tracker = Tracker(vit)
+    >>> tracker.record(0, train_loss=2.3, val_loss=2.3)
+    >>> sorted(tracker.results())[:4]
+    ['config', 'stable_rank_qk', 'stable_rank_vo', 'step']
+
+    Defined in :ref:`ch-beyond-diagonal`.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, keep: int | None = None):
+        self.model = model
+        self.init = attention_products(model)
+        layer = attention_layers(model)[0]
+        self.bound = min(layer.d_model, 2 * layer.d_head)
+        self.keep = self.bound if keep is None else min(self.bound, _checks.positive_int("keep", keep))
+        self.rows: dict[str, list] = {}
+
+    def record(self, step: int, *, train_loss: float, val_loss: float, **extra: float) -> None:
+        """Append one row: the step, the losses, any ``extra`` scalars, and the head spectra."""
+        sv_qk, sv_vo = perturbation_spectra(self.model, self.init)  # all min(d_model, 2 d_head) values
+        row = {"step": int(step), "train_loss": float(train_loss), "val_loss": float(val_loss), **{k: float(v) for k, v in extra.items()}}
+        row |= {"sv_qk": sv_qk[..., : self.keep], "sv_vo": sv_vo[..., : self.keep]}
+        row |= {"stable_rank_qk": stable_rank(sv_qk), "stable_rank_vo": stable_rank(sv_vo)}
+        for key, value in row.items():
+            self.rows.setdefault(key, []).append(value)
+
+    def results(self, config: dict | None = None) -> dict:
+        """The records as tensors: ``step`` ``(R,)`` int64; ``train_loss``, ``val_loss`` (and extras)
+        ``(R,)``; ``sv_qk``, ``sv_vo`` ``(R, L, H, r)``; ``stable_rank_qk``, ``stable_rank_vo``
+        ``(R, L, H)``; ``sv_qk_init``, ``sv_vo_init`` ``(L, H, r)`` (spectra of the products themselves at
+        initialisation) and ``sv_qk_end``, ``sv_vo_end`` (of the products now); ``config``."""
+        out: dict = {}
+        for key, values in self.rows.items():
+            if isinstance(values[0], torch.Tensor):
+                out[key] = torch.stack(values)
+            else:
+                out[key] = torch.tensor(values, dtype=torch.int64 if key == "step" else torch.float64)
+        now = attention_products(self.model)
+        for name, init, end in (("qk", self.init[0], now[0]), ("vo", self.init[1], now[1])):
+            out[f"sv_{name}_init"] = torch.linalg.svdvals(init.to(torch.float64))[..., : self.keep]
+            out[f"sv_{name}_end"] = torch.linalg.svdvals(end.to(torch.float64))[..., : self.keep]
+        out["config"] = dict(config or {})
+        return out
+
+
+@dataclass(frozen=True)
+class DigitsTask:
+    """Classify the 8×8 digits: mini-batches of ``batch`` training images drawn with replacement;
+    validation on the whole held-out split (loss and accuracy).
+
+    Defined in :ref:`ch-beyond-diagonal`.
+    """
+
+    data: ImageSplit
+    batch: int = 64
+
+    def sample(self, gen: torch.Generator, dtype: torch.dtype):
+        idx = torch.randint(0, self.data.y_train.numel(), (self.batch,), generator=gen)
+        return self.data.x_train[idx].to(dtype), self.data.y_train[idx]
+
+    def loss(self, model, x, y) -> torch.Tensor:
+        return F.cross_entropy(model(x), y)
+
+    @torch.no_grad()
+    def evaluate(self, model, dtype: torch.dtype) -> dict:
+        logits = model(self.data.x_val.to(dtype))
+        return {
+            "val_loss": float(F.cross_entropy(logits, self.data.y_val)),
+            "val_accuracy": float((logits.argmax(dim=1) == self.data.y_val).to(torch.float64).mean()),
+        }
+
+
+@dataclass(frozen=True)
+class TextTask:
+    """Next-character prediction on a :class:`lrt.datasets.TextSplit`: random windows of ``context``
+    characters for training; validation on ``val_windows`` fixed, evenly spaced windows of the
+    validation text (mean cross-entropy in nats per character).
+
+    Defined in :ref:`ch-beyond-diagonal`.
+    """
+
+    data: TextSplit
+    context: int = 64
+    batch: int = 32
+    val_windows: int = 64
+
+    def sample(self, gen: torch.Generator, dtype: torch.dtype):
+        return text_batch(self.data.train, context=self.context, batch=self.batch, generator=gen)
+
+    def loss(self, model, x, y) -> torch.Tensor:
+        return F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+
+    @torch.no_grad()
+    def evaluate(self, model, dtype: torch.dtype) -> dict:
+        x, y = text_windows(self.data.val, context=self.context, count=self.val_windows)
+        return {"val_loss": float(self.loss(model, x, y))}
+
+
+def train(model: torch.nn.Module, task, *, steps: int, lr: float = 1e-3, optimizer: str = "adam", every: int | None = 20,
+          keep: int | None = None, generator=0, progress: bool = False, config: dict | None = None) -> dict:
+    """Train ``model`` on ``task`` for ``steps`` steps and return the tracker's results.
+
+    Arguments:
+        model: a :class:`lrt.ViT` or :class:`lrt.CharGPT` (any model with ``SelfAttention`` layers).
+        task: a :class:`DigitsTask` or :class:`TextTask`.
+        steps: number of optimiser steps.
+        lr: learning rate.
+        optimizer: a key of :data:`OPTIMIZERS` (``"adam"`` or ``"sgd"``).
+        every: record every this many steps (and at step 0 and the last step); ``None``: no tracking
+            at all (the plain loop of the benchmark), the result then holds only the final losses.
+        keep: singular values stored per head (see :class:`Tracker`).
+        generator: ``torch.Generator`` or int seed for the mini-batches.
+        progress: show a tqdm bar.
+        config: numbers and strings stored with the results.
+
+    Returns:
+        the dict of :meth:`Tracker.results` (``step``, losses, spectra, ``config``).
+
+    >>> vit = ViT(d_model=8, n_layers=1, n_heads=2)
+    >>> from lrt.datasets import digits_split
+    >>> out = train(vit, DigitsTask(digits_split()), steps=4, every=2)
+    >>> out["step"].tolist(), tuple(out["sv_vo"].shape)
+    ([0, 2, 4], (3, 1, 2, 8))
+
+    Defined in :ref:`ch-beyond-diagonal`.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise LrtTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(task, (DigitsTask, TextTask)):
+        raise LrtTypeError(f"task: expected a DigitsTask or TextTask, got {type(task).__name__}")
+    if isinstance(task, DigitsTask) != isinstance(model, ViT) and isinstance(model, (ViT, CharGPT)):
+        raise LrtError(f"task: a {type(model).__name__} cannot be trained on a {type(task).__name__}")
+    steps = _checks.positive_int("steps", steps)
+    lr = _checks.positive_float("lr", lr)
+    _checks.choice("optimizer", optimizer, OPTIMIZERS)
+    if every is not None:
+        every = _checks.positive_int("every", every)
+    gen = _checks.generator("generator", generator)
+    dtype = next(model.parameters()).dtype
+    opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
+    tracker = Tracker(model, keep=keep) if every is not None else None
+    running, count = 0.0, 0
+
+    def record(step):
+        nonlocal running, count
+        model.eval()
+        metrics = task.evaluate(model, dtype)
+        model.train()
+        train_loss = running / count if count else math.nan  # no mini-batch yet at step 0
+        tracker.record(step, train_loss=train_loss, **metrics)
+        running, count = 0.0, 0
+
+    if tracker is not None:
+        record(0)
+    for step in tqdm(range(1, steps + 1), disable=not progress, desc=type(model).__name__, leave=False):
+        x, y = task.sample(gen, dtype)
+        loss = task.loss(model, x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running += loss.item()
+        count += 1
+        if tracker is not None and (step % every == 0 or step == steps):
+            record(step)
+    if tracker is None:
+        model.eval()
+        out = {key: torch.tensor([value]) for key, value in task.evaluate(model, dtype).items()}
+        model.train()
+        return out | {"train_loss": torch.tensor([running / max(count, 1)]), "config": dict(config or {})}
+    return tracker.results(config)
+
+
+def save_results(results: dict, path: str | Path) -> Path:
+    """Write a results dict (tensors plus a ``config`` dict of plain values) with ``torch.save``;
+    return the path.
+
+    >>> import tempfile, pathlib
+    >>> path = save_results({"step": torch.arange(3), "config": {"lr": 0.1}}, pathlib.Path(tempfile.mkdtemp()) / "r.pt")
+    >>> load_results(path)["config"]
+    {'lr': 0.1}
+
+    Defined in :ref:`ch-beyond-diagonal`.
+    """
+    if not isinstance(results, dict):
+        raise LrtTypeError(f"results: expected a dict, got {type(results).__name__}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(results, path)
+    return path
+
+
+def load_results(path: str | Path) -> dict:
+    """Read a results file written by :func:`save_results` (``weights_only=True``: tensors and plain
+    values only, no code is unpickled). See :func:`save_results` for an example.
+
+    Defined in :ref:`ch-beyond-diagonal`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LrtError(f"path: expected an existing results file, got {str(path)!r}")
+    return torch.load(path, weights_only=True)
+
+
+def _sv_series(results: dict, which: str, k: int) -> torch.Tensor:
+    if not isinstance(results, dict) or "step" not in results:
+        raise LrtTypeError("results: expected a results dict with a 'step' entry (from lrt.train or lrt.load_results)")
+    _checks.choice("which", which, ("qk", "vo"))
+    k = _checks.positive_int("k", k)
+    sv = results[f"sv_{which}"]
+    if sv.shape[-1] < k:
+        raise LrtError(f"k: expected at most the {sv.shape[-1]} stored singular values, got {k}")
+    return sv[..., :k]
+
+
+def activation_times(results: dict, which: str, k: int = 3, level: float = 0.25) -> torch.Tensor:
+    """When each of the k leading directions of a perturbation is learned, on a common yardstick: for
+    every head, the first recorded step at which σ_i(t) ≥ ``level`` · σ_1(T) (the head's final top
+    singular value), as a fraction of the run, and 1 if it never happens within the run. Since
+    σ_1(t) ≥ σ_2(t) ≥ …, the times are ordered, t_1 ≤ … ≤ t_k; their spread is what carries information.
+
+    Arguments:
+        results: tracked results (:func:`train`), with ``step`` ``(R,)`` and ``sv_qk``/``sv_vo`` ``(R, L, H, r)``.
+        which: ``"qk"`` for Δ(W_K W_Qᵀ) or ``"vo"`` for Δ(W_V W_Oᵀ).
+        k: number of leading directions.
+        level: the yardstick, a fraction of σ_1(T) in (0, 1].
+
+    Returns:
+        ``(L, H, k)`` float64.
+
+    >>> res = {"step": torch.tensor([0, 5, 10]), "sv_qk": torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.4]])[:, None, None]}
+    >>> activation_times(res, "qk", k=2)
+    tensor([[[0.5000, 1.0000]]])
+
+    Defined in :ref:`ch-beyond-diagonal`.
+    """
+    sv = _sv_series(results, which, k)
+    level = _checks.fraction("level", level)
+    reached = sv >= level * sv[-1, ..., :1]
+    first = reached.to(torch.int64).argmax(dim=0)  # index of the first True
+    steps = results["step"].to(torch.float64)
+    return torch.where(reached.any(dim=0), steps[first] / steps[-1], torch.ones((), dtype=torch.float64))
+
+
+def half_times(results: dict, which: str, k: int = 3) -> torch.Tensor:
+    """For every head, the first recorded step at which σ_i(t) reaches half of *its own* final value
+    σ_i(T), i = 1..k, as a fraction of the run: ``(L, H, k)``. (For a direction that never grows,
+    the time this returns is set by noise; :func:`activation_times` uses a common yardstick instead.)
+
+    >>> res = {"step": torch.tensor([0, 5, 10]), "sv_qk": torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.4]])[:, None, None]}
+    >>> half_times(res, "qk", k=2)
+    tensor([[[0.5000, 1.0000]]])
+
+    Defined in :ref:`ch-beyond-diagonal`.
+    """
+    sv = _sv_series(results, which, k)
+    first = (sv >= 0.5 * sv[-1]).to(torch.int64).argmax(dim=0)  # the last row always qualifies
+    steps = results["step"].to(torch.float64)
+    return steps[first] / steps[-1]
+
+
+def gradualness(results: dict, k: int = 3, level: float = 0.25, *, times: str = "activation") -> float:
+    """The spread t_k − t_1 of the :func:`activation_times` (or, with ``times="half"``, of the
+    :func:`half_times`), averaged over every head of every layer and over both perturbations: 0 when
+    the k leading directions are learned together, up to 1 when only the first is learned in the run.
+
+    >>> res = {"step": torch.tensor([0, 5, 10]), "sv_qk": torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.4]])[:, None, None]}
+    >>> gradualness(res | {"sv_vo": res["sv_qk"]}, k=2)
+    0.5
+
+    Defined in :ref:`ch-beyond-diagonal`.
+    """
+    _checks.choice("times", times, ("activation", "half"))
+    spreads = []
+    for which in ("qk", "vo"):
+        t = activation_times(results, which, k, level) if times == "activation" else half_times(results, which, k)
+        spreads.append((t[..., -1] - t[..., 0]).mean())
+    return float(sum(spreads) / len(spreads))
