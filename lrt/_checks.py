@@ -97,3 +97,15 @@ def finite_gradient(where: str, g: np.ndarray, w: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(g)):
         raise LrtError(f"{where}: non-finite gradient at w = {np.asarray(w).tolist()} (step size or initialisation too large?)")
     return g
+
+
+def log_alpha(name: str, value, *, negative: bool = False) -> float:
+    """log α as a float: finite (α > 0); with ``negative``, also < 0 (α < 1, a small initialisation)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise LrtTypeError(f"{name}: expected a real number (log of α > 0), got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise LrtError(f"{name}: expected a finite real number (log of α > 0), got {value!r}")
+    if negative and value >= 0:
+        raise LrtError(f"{name}: expected a finite number < 0 (log of α in (0, 1)), got {value!r}")
+    return value

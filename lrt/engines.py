@@ -83,9 +83,7 @@ def log_variable_flow(
     _checks.problem("problem", problem)
     ubar = _checks.tensor("ubar", ubar, shape=(problem.dim,)).numpy()
     vbar = _checks.tensor("vbar", vbar, shape=(problem.dim,)).numpy()
-    if isinstance(log_alpha, bool) or not isinstance(log_alpha, (int, float, np.floating)) or not np.isfinite(log_alpha):
-        raise LrtError(f"log_alpha: expected a finite real number (log of α > 0), got {log_alpha!r}")
-    log_alpha = float(log_alpha)
+    log_alpha = _checks.log_alpha("log_alpha", log_alpha)
     t_end = _checks.positive_float("t_end", t_end)
     t_eval = None if n_eval is None else np.linspace(0.0, t_end, _checks.positive_int("n_eval", n_eval, minimum=2))
     count = [0]

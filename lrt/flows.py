@@ -163,13 +163,11 @@ def gradient_descent(
     steps = _checks.positive_int("steps", steps)
     record_every = _checks.positive_int("record_every", record_every)
     gradient = _checks.choice("gradient", gradient, GD_GRADIENTS)
-    if gradient == "autograd":
-        return _autograd_descent(problem, u, v, lr=lr, steps=steps, record_every=record_every, progress=progress)
+    grads = _autograd_grads(problem) if gradient == "autograd" else _closed_form_grads(problem)
     u, v = u.numpy(), v.numpy()
     ts, us, vs, losses = [], [], [], []
     for k in tqdm(range(steps + 1), disable=not progress, desc="gradient descent"):
-        value, g = problem.loss_and_grad_numpy(u * v)
-        _checks.finite_gradient(f"gradient_descent (step {k})", g, u * v)
+        value, grad_u, grad_v = grads(u, v)
         if k % record_every == 0 or k == steps:
             ts.append(k * lr)
             us.append(u)
@@ -177,35 +175,34 @@ def gradient_descent(
             losses.append(value)
         if k == steps:
             break
-        u, v = u - lr * v * g, v - lr * u * g
+        _checks.finite_gradient(f"gradient_descent (step {k})", np.concatenate([grad_u, grad_v]), u * v)
+        u, v = u - lr * grad_u, v - lr * grad_v
     return Trajectory(
         t=torch.tensor(ts, dtype=torch.float64), u=torch.from_numpy(np.stack(us)), v=torch.from_numpy(np.stack(vs)),
-        loss=torch.tensor(losses, dtype=torch.float64), n_grad=steps + 1, method="gd", info={"lr": lr},
+        loss=torch.tensor(losses, dtype=torch.float64), n_grad=steps + 1, method="gd", info={"lr": lr, "gradient": gradient},
     )
 
 
-def _autograd_descent(problem, u, v, *, lr, steps, record_every, progress) -> Trajectory:
-    u, v = u.clone().requires_grad_(True), v.clone().requires_grad_(True)
-    ts, us, vs, losses = [], [], [], []
-    for k in tqdm(range(steps + 1), disable=not progress, desc="gradient descent (autograd)"):
+def _closed_form_grads(problem):
+    """(L, ∂L/∂u, ∂L/∂v) from the problem's own gradient of F: ∂L/∂u = v ⊙ g, ∂L/∂v = u ⊙ g."""
+
+    def grads(u, v):
+        value, g = problem.loss_and_grad_numpy(u * v)
+        return value, v * g, u * g
+
+    return grads
+
+
+def _autograd_grads(problem):
+    """(L, ∂L/∂u, ∂L/∂v) by torch autograd through L(u, v) = F(u ⊙ v), as one would write it by hand."""
+
+    def grads(u, v):
+        u, v = torch.from_numpy(u).requires_grad_(True), torch.from_numpy(v).requires_grad_(True)
         loss = problem.loss(u * v)
-        if k % record_every == 0 or k == steps:
-            ts.append(k * lr)
-            us.append(u.detach().clone())
-            vs.append(v.detach().clone())
-            losses.append(loss.item())
-        if k == steps:
-            break
         grad_u, grad_v = torch.autograd.grad(loss, (u, v))
-        if not (torch.isfinite(grad_u).all() and torch.isfinite(grad_v).all()):
-            _checks.finite_gradient(f"gradient_descent (step {k})", np.array([np.nan]), (u * v).detach().numpy())
-        with torch.no_grad():
-            u -= lr * grad_u
-            v -= lr * grad_v
-    return Trajectory(
-        t=torch.tensor(ts, dtype=torch.float64), u=torch.stack(us), v=torch.stack(vs),
-        loss=torch.tensor(losses, dtype=torch.float64), n_grad=steps + 1, method="gd-autograd", info={"lr": lr},
-    )
+        return loss.item(), grad_u.numpy(), grad_v.numpy()
+
+    return grads
 
 
 def invariant_drift(path: Trajectory) -> torch.Tensor:

@@ -21,7 +21,7 @@ def rescaled_time(t, log_alpha: float) -> torch.Tensor:
 
     Defined in :ref:`ch-small-init`.
     """
-    log_alpha = _log_alpha(log_alpha)
+    log_alpha = _checks.log_alpha("log_alpha", log_alpha, negative=True)
     return torch.as_tensor(t, dtype=torch.float64) / -log_alpha
 
 
@@ -95,11 +95,3 @@ def first_stage_time(t, w, level: float) -> float:
     if math.isnan(reached):
         raise LrtError(f"first_stage_time: no |w_i| reaches level {level!r} by t = {t[-1].item()!r}")
     return reached
-
-
-def _log_alpha(log_alpha) -> float:
-    if isinstance(log_alpha, bool) or not isinstance(log_alpha, (int, float, np.floating)):
-        raise LrtTypeError(f"log_alpha: expected a real number, got {type(log_alpha).__name__}")
-    if not math.isfinite(log_alpha) or log_alpha >= 0:
-        raise LrtError(f"log_alpha: expected a finite number < 0 (log of α in (0, 1)), got {log_alpha!r}")
-    return float(log_alpha)

@@ -42,8 +42,16 @@ def test_log_engine_stage_time_shifts_by_exactly_log_ratio_of_alphas():
     assert 0 < times[0] - (100 * math.log(10) + 0.5 * math.log(2.0)) < 0.5
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "small", True])
-def test_log_alpha_must_be_finite(bad):
+@pytest.mark.parametrize(
+    "bad, error, message",
+    [
+        (float("nan"), lrt.LrtError, "log_alpha: expected a finite real number"),
+        (float("inf"), lrt.LrtError, "log_alpha: expected a finite real number"),
+        ("small", lrt.LrtTypeError, "log_alpha: expected a real number .* got str"),
+        (True, lrt.LrtTypeError, "log_alpha: expected a real number .* got bool"),
+    ],
+)
+def test_log_alpha_must_be_a_finite_number(bad, error, message):
     problem = lrt.DiagonalLinearRegression(torch.eye(1), torch.ones(1))
-    with pytest.raises(lrt.LrtError, match="log_alpha: expected a finite real number"):
+    with pytest.raises(error, match=message):
         log_variable_flow(problem, torch.ones(1), torch.zeros(1), log_alpha=bad, t_end=1.0)

@@ -19,7 +19,7 @@ from scipy.optimize import linprog
 from lrt.algorithm1 import Staircase, algorithm1
 from lrt.engines import LogTrajectory, log_variable_flow
 from lrt.experiments.ch01_conservation import attention_toy
-from lrt.experiments.ch02_small_init import init_directions, log_alpha
+from lrt.experiments.ch02_small_init import attention_run, init_directions, log_alpha
 from lrt.figures import register_figure
 from lrt.flows import gradient_descent, gradient_flow
 from lrt.ledger import Measurement, claim
@@ -31,7 +31,6 @@ CHAPTER = "ch-algorithm1"
 
 #: α = 10^-e for the convergence study (α = 1e-2 … 1e-100).
 EXPONENTS = (2, 4, 8, 16, 32, 64, 100)
-TAU_END = 3.0
 #: the L1-in-τ distance at α = 1e-100 must be below this (≈ 0.8 % of ∫ F_∞ dτ ≈ 3.9 over [0, 3]).
 DISTANCE_TOLERANCE = 0.03
 EPSILONS = (1e-6, 1e-8, 1e-12)
@@ -49,14 +48,6 @@ def attention_staircase(eps: float = 1e-8) -> Staircase:
 def midpoint_levels(stairs: Staircase) -> torch.Tensor:
     """Loss levels halfway between consecutive plateaus: a run's k-th stage time is its k-th crossing."""
     return (stairs.loss[:-1] + stairs.loss[1:]) / 2
-
-
-@lru_cache(maxsize=None)
-def attention_run(exponent: float) -> LogTrajectory:
-    """Gradient flow (log engine) on the attention toy from α = 10^-exponent, τ ∈ [0, 3]."""
-    ubar, vbar = init_directions()
-    t_end = TAU_END * -log_alpha(exponent)
-    return log_variable_flow(attention_toy(), ubar, vbar, log_alpha=log_alpha(exponent), t_end=t_end, n_eval=4001)
 
 
 @dataclass(frozen=True)
