@@ -37,10 +37,13 @@ __all__ = [
     "zero_one_error",
     "evaluate",
     "relevant_attention",
+    "gradients",
     "TrainLog",
     "train",
     "P2Run",
+    "setup_p2",
     "run_p2",
+    "run_summary",
     "update_spectrum",
     "pattern_projections",
     "off_span_fraction",
@@ -466,6 +469,23 @@ def _relevant_mass(attn: torch.Tensor, data: PatternData) -> float:
 TRAIN_LOG_SAMPLES = 500
 
 
+def gradients(model: nn.Module, data: PatternData) -> dict[str, torch.Tensor]:
+    """Gradient of the mean hinge loss over ``data`` with respect to each trainable parameter, by name.
+
+    >>> cfg = P2Config(d=8, M=8, L=10, alpha_relevant=0.3, alpha_confusion=0.2, m=6)
+    >>> data = sample_pattern_data(cfg, 4, make_patterns(8, 8, generator=0), generator=1)
+    >>> {k: tuple(v.shape) for k, v in gradients(OneLayerTransformer(8, 6, generator=0), data).items()}
+    {'W_Q': (8, 8), 'W_K': (8, 8), 'W_V': (8, 8), 'W_O': (6, 8)}
+
+    Defined in :ref:`ch-low-rank-updates`.
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    with torch.enable_grad():
+        loss = hinge_loss(model(data.X), data.y)
+        grads = torch.autograd.grad(loss, [p for _, p in named])
+    return {n: g.detach() for (n, _), g in zip(named, grads)}
+
+
 @dataclass(frozen=True)
 class TrainLog:
     """Logged every ``log_every`` steps (and at 0 and T): ``steps`` ``(k,)`` int64, and ``(k,)``
@@ -590,11 +610,34 @@ def seeds_for(seed: int, k: int) -> list[int]:
     return torch.randint(0, 2**62, (k,), generator=gen).tolist()
 
 
-def run_p2(config: P2Config = P2Config(), seed: int = 0, *, progress: bool = False) -> P2Run:
-    """Build the data and the network of ``config`` from ``seed`` and train them (spec E1).
+def setup_p2(config: P2Config = P2Config(), seed: int = 0) -> tuple[OneLayerTransformer, PatternData, PatternData, int]:
+    """The untrained network, the training and test sets of ``config`` from ``seed``, and the seed of
+    the minibatches: everything :func:`run_p2` trains, without training it.
 
     From ``seed`` five child seeds are drawn: patterns, training set, test set, initialisation,
     minibatches. The C-class variant (``n_classes > 2`` or ``multi_output``) has a C-output head.
+
+    >>> net, train_data, test_data, batch_seed = setup_p2(P2Config(n_train=8, n_test=4), seed=0)
+    >>> tuple(train_data.X.shape), tuple(net.W_O.shape)
+    ((8, 20, 20), (200, 20))
+
+    Defined in :ref:`ch-p2-model`.
+    """
+    if not isinstance(config, P2Config):
+        raise LrtTypeError(f"config: expected a P2Config, got {type(config).__name__}")
+    s_pat, s_train, s_test, s_init, s_batch = seeds_for(seed, 5)
+    patterns = make_patterns(config.d, config.M, generator=s_pat)
+    train_data = sample_pattern_data(config, config.n_train, patterns, generator=s_train)
+    test_data = sample_pattern_data(config, config.n_test, patterns, generator=s_test)
+    model = OneLayerTransformer(config.d, config.m, n_outputs=config.n_outputs, xi=config.xi, generator=s_init)
+    return model, train_data, test_data, s_batch
+
+
+def run_p2(config: P2Config = P2Config(), seed: int = 0, *, steps: int | None = None, progress: bool = False) -> P2Run:
+    """Build the data and the network of ``config`` from ``seed`` (:func:`setup_p2`) and train them
+    for ``steps`` (default ``config.steps``) steps of SGD (spec E1).
+
+    A shorter run is a prefix of a longer one: the minibatches do not depend on ``steps``.
 
     >>> r = run_p2(P2Config(d=8, M=8, L=10, alpha_relevant=0.3, alpha_confusion=0.2, m=16,
     ...                     n_train=64, n_test=32, batch=16, steps=20, log_every=10), seed=0)
@@ -603,19 +646,37 @@ def run_p2(config: P2Config = P2Config(), seed: int = 0, *, progress: bool = Fal
 
     Defined in :ref:`ch-p2-model`.
     """
-    if not isinstance(config, P2Config):
-        raise LrtError(f"config: expected a P2Config, got {type(config).__name__}")
-    s_pat, s_train, s_test, s_init, s_batch = seeds_for(seed, 5)
-    patterns = make_patterns(config.d, config.M, generator=s_pat)
-    train_data = sample_pattern_data(config, config.n_train, patterns, generator=s_train)
-    test_data = sample_pattern_data(config, config.n_test, patterns, generator=s_test)
-    model = OneLayerTransformer(config.d, config.m, n_outputs=config.n_outputs, xi=config.xi, generator=s_init)
+    model, train_data, test_data, s_batch = setup_p2(config, seed)
     init = {k: v.detach().clone() for k, v in model.weights().items()}
     log = train(
-        model, train_data, test_data, steps=config.steps, batch=config.batch, lr=config.lr,
-        log_every=config.log_every, generator=s_batch, progress=progress,
+        model, train_data, test_data, steps=config.steps if steps is None else steps, batch=config.batch,
+        lr=config.lr, log_every=config.log_every, generator=s_batch, progress=progress,
     )
     return P2Run(config, seed, model, init, train_data, test_data, log)
+
+
+def run_summary(run: P2Run) -> dict[str, torch.Tensor]:
+    """What the sweeps keep of a run: the singular values ``sigma_W_*`` ``(min shape,)`` of the four
+    updates, ``offspan_W_*`` (:func:`off_span_fraction` w.r.t. the C·K label-relevant patterns; for
+    W_O w.r.t. their images W_V μ), and the log series (``steps``, ``test_hinge``, …).
+
+    >>> r = run_p2(P2Config(d=8, M=8, L=10, alpha_relevant=0.3, alpha_confusion=0.2, m=16,
+    ...                     n_train=64, n_test=32, batch=16, steps=10, log_every=10), seed=0)
+    >>> sorted(run_summary(r))[:3]
+    ['attention', 'offspan_W_K', 'offspan_W_O']
+
+    Defined in :ref:`ch-low-rank-updates`.
+    """
+    cfg = run.config
+    relevant = run.train_data.patterns[: cfg.n_classes * cfg.patterns_per_class]
+    out: dict[str, torch.Tensor] = {}
+    for name in WEIGHTS:
+        delta = run.delta(name)
+        basis = relevant @ run.model.W_V.detach().T if name == "W_O" else relevant
+        out["sigma_" + name] = torch.linalg.svdvals(delta)
+        out["offspan_" + name] = torch.tensor(off_span_fraction(delta, basis), dtype=torch.float64)
+    out.update(run.log.as_dict())
+    return out
 
 
 def update_spectrum(delta: torch.Tensor, k: int = 2, *, cut: float = 0.05) -> dict:

@@ -13,7 +13,7 @@ import pytest
 import lrt
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ["lrt.models", "lrt.flows", "lrt.engines", "lrt.ledger", "lrt.figures", "lrt.repro"]
+MODULES = ["lrt.models", "lrt.flows", "lrt.engines", "lrt.ledger", "lrt.figures", "lrt.repro", "lrt.p2"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -181,3 +181,36 @@ def test_training_is_deterministic_and_learns():
 def test_bad_input_raises_lrt_error_naming_the_argument(call, message):
     with pytest.raises(lrt.LrtError, match=message):
         call()
+
+
+# --- the committed results files are what a short run reproduces ---------------------------------------
+
+
+def test_short_run_reproduces_the_seeds_file():
+    from lrt.experiments import ch07_p2_model as ch07
+
+    short = ch07.seeds_record(steps=50, seeds=(0,))
+    saved = torch.load(ch07.SEEDS_FILE, weights_only=True)
+    assert saved["seeds"].tolist() == [0, 1, 2] and saved["W_O"].shape == (3, 200, 20)
+    for key in ("log_steps", "log_train_hinge", "log_test_hinge", "log_test_error", "log_attention"):
+        assert torch.equal(short[key][0], saved[key][0, :2]), key
+
+
+def test_short_run_reproduces_the_rank_sweep_file():
+    from lrt.experiments import ch08_low_rank_updates as ch08
+
+    short = ch08.sweep_record(steps=50, seeds=(0,), cases=[("C3", ch08.class_config(3))])
+    saved = torch.load(ch08.SWEEP_FILE, weights_only=True)
+    assert {f"{case}/seed2/sigma_W_V" for case, _ in ch08.sweep_cases()} <= set(saved)
+    for key in ("steps", "test_hinge", "test_error", "attention"):
+        assert torch.equal(short[f"C3/seed0/{key}"], saved[f"C3/seed0/{key}"][:2]), key
+
+
+def test_short_run_reproduces_the_lora_file():
+    from lrt.experiments import ch08_low_rank_updates as ch08
+    from lrt.experiments import ch10_lora as ch10
+
+    short = ch10.lora_record(steps=50, seeds=(0,), tasks={"C4": (ch08.class_config(4), (2,))})
+    saved = torch.load(ch10.LORA_FILE, weights_only=True)
+    for key in ("steps", "train_hinge", "test_hinge", "attention"):
+        assert torch.equal(short[f"C4/r2/seed0/{key}"], saved[f"C4/r2/seed0/{key}"][:2]), key
