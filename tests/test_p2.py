@@ -214,3 +214,16 @@ def test_short_run_reproduces_the_lora_file():
     saved = torch.load(ch10.LORA_FILE, weights_only=True)
     for key in ("steps", "train_hinge", "test_hinge", "attention"):
         assert torch.equal(short[f"C4/r2/seed0/{key}"], saved[f"C4/r2/seed0/{key}"][:2]), key
+
+
+def test_the_part_ii_figures_are_listed_and_cheap_ones_render(tmp_path, capsys):
+    from lrt.cli import main
+
+    assert main(["figure", "--list"]) == 0
+    listed = capsys.readouterr().out
+    names = ["p2-training", "p2-attention", "p2-update-spectra", "p2-pattern-projections", "p2-rank-vs-classes",
+             "p2-row-norms", "p2-pruning", "p2-lora"]
+    assert all(name in listed for name in names)
+    for name in ("p2-attention", "p2-rank-vs-classes", "p2-lora"):
+        target = tmp_path / f"{name}.png"
+        assert main(["figure", name, "--out", str(target)]) == 0 and target.read_bytes()[:4] == b"\x89PNG"

@@ -149,6 +149,7 @@ def _figure_lora():
             ax.axhline(task["full_" + key].mean(), color=f"C{i}", ls="--", lw=1, label=f"full training, {name}")
         ax.set(xlabel="adapter rank r", ylabel=f"final test {'hinge loss' if key == 'hinge' else '0-1 error'}", xticks=range(1, 6))
     axes[0].set_yscale("symlog", linthresh=0.01)
+    axes[0].set_ylim(bottom=0)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
