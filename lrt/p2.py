@@ -37,6 +37,7 @@ __all__ = [
     "zero_one_error",
     "evaluate",
     "relevant_attention",
+    "attention_by_kind",
     "gradients",
     "TrainLog",
     "train",
@@ -326,14 +327,16 @@ class OneLayerTransformer(nn.Module):
 
 
 class LoRATransformer(nn.Module):
-    """Rank-r adapters on a frozen :class:`OneLayerTransformer`: W = W⁽⁰⁾ + B A for each adapted W.
+    """Rank-r LoRA adapters on a frozen :class:`OneLayerTransformer`: W = W⁽⁰⁾ + (α/r) B A for each
+    adapted W (the parametrisation of Hu et al., 2021).
 
-    ``B`` ``(out, r)`` starts at zero and ``A`` ``(r, in)`` with i.i.d. N(0, 1/in) entries (the
-    usual LoRA start: the model begins exactly at W⁽⁰⁾). Only the adapters are trained.
+    ``B`` ``(out, r)`` starts at zero and ``A`` ``(r, in)`` with i.i.d. N(0, 1/in) entries, so the
+    model begins exactly at W⁽⁰⁾. Only the adapters are trained.
 
     Arguments:
         base: the frozen network (its parameters are copied, not shared).
         rank: r ≥ 1.
+        alpha: the LoRA scale α (> 0); ΔW = (α/r) B A.
         adapt: names of the adapted matrices (default all four).
         generator: torch.Generator or int seed for A.
 
@@ -346,16 +349,18 @@ class LoRATransformer(nn.Module):
     Defined in :ref:`ch-lora`.
     """
 
-    def __init__(self, base: OneLayerTransformer, *, rank: int, adapt: Sequence[str] = WEIGHTS, generator):
+    def __init__(self, base: OneLayerTransformer, *, rank: int, alpha: float = 1.0, adapt: Sequence[str] = WEIGHTS, generator):
         super().__init__()
         if not isinstance(base, OneLayerTransformer):
             raise LrtTypeError(f"base: expected a OneLayerTransformer, got {type(base).__name__}")
         rank = _checks.positive_int("rank", rank)
+        alpha = _checks.positive_float("alpha", alpha)
         adapt = tuple(adapt)
         for name in adapt:
             _checks.choice("adapt", name, WEIGHTS)
         gen = _checks.generator("generator", generator)
-        self.rank, self.adapt = rank, adapt
+        self.rank, self.alpha, self.adapt = rank, alpha, adapt
+        self.scale = alpha / rank
         for name, W in base.weights().items():
             self.register_buffer(name + "0", W.detach().clone())
         self.register_buffer("a", base.a.clone())
@@ -372,7 +377,7 @@ class LoRATransformer(nn.Module):
             W = getattr(self, name + "0")
             if name in self.adapt:
                 tag = name[-1]
-                W = W + getattr(self, "B_" + tag) @ getattr(self, "A_" + tag)
+                W = W + self.scale * (getattr(self, "B_" + tag) @ getattr(self, "A_" + tag))
             out[name] = W
         return out
 
@@ -411,7 +416,8 @@ def hinge_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def zero_one_error(out: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction misclassified: sign(F) for one output (F = 0 counts as an error), argmax for C.
+    """Fraction misclassified: sign(F) for one output (F = 0 counts as an error), argmax for C; a
+    NaN output counts as an error.
 
     >>> zero_one_error(torch.tensor([2.0, 0.5, -1.0]), torch.tensor([0, 1, 1]))
     0.3333333333333333
@@ -419,9 +425,9 @@ def zero_one_error(out: torch.Tensor, y: torch.Tensor) -> float:
     Defined in :ref:`ch-p2-model`.
     """
     if out.dim() == 1:
-        wrong = (1.0 - 2.0 * y.to(out.dtype)) * out <= 0
+        wrong = ~((1.0 - 2.0 * y.to(out.dtype)) * out > 0)  # a NaN output (diverged training) is an error
     else:
-        wrong = out.argmax(dim=1) != y
+        wrong = (out.argmax(dim=1) != y) | torch.isnan(out).any(dim=1)
     return wrong.to(torch.float64).mean().item()
 
 
@@ -458,6 +464,37 @@ def relevant_attention(model: nn.Module, data: PatternData) -> float:
     with torch.no_grad():
         _, attn = model(data.X, return_attention=True)
     return _relevant_mass(attn, data)
+
+
+def attention_by_kind(model: nn.Module, data: PatternData) -> dict[str, float]:
+    """Where the label-relevant queries look: their attention mass on the ``relevant`` keys (own
+    class), the ``confusion`` keys (the other classes' patterns) and the ``irrelevant`` keys,
+    averaged over all (sample, relevant query) pairs; the three add up to 1.
+
+    Arguments:
+        model: a network with ``forward(X, return_attention=True)``.
+        data: :class:`PatternData`.
+
+    Returns:
+        dict ``relevant``, ``confusion``, ``irrelevant`` -> float.
+
+    >>> cfg = P2Config(tau=0.0)
+    >>> data = sample_pattern_data(cfg, 10, make_patterns(20, 20, generator=0), generator=1)
+    >>> {k: round(v, 4) for k, v in attention_by_kind(OneLayerTransformer(20, 8, generator=0), data).items()}
+    {'relevant': 0.3242, 'confusion': 0.0795, 'irrelevant': 0.5963}
+
+    Defined in :ref:`ch-p2-model`.
+    """
+    with torch.no_grad():
+        _, attn = model(data.X, return_attention=True)
+    rel = data.relevant_mask
+    discriminative = data.token_pattern < data.config.n_classes * data.config.patterns_per_class
+    kinds = {"relevant": rel, "confusion": discriminative & ~rel, "irrelevant": ~discriminative}
+    q = rel.to(torch.float64)
+    return {
+        kind: (((attn * keys.to(torch.float64)[:, None, :]).sum(dim=2) * q).sum() / q.sum()).item()
+        for kind, keys in kinds.items()
+    }
 
 
 def _relevant_mass(attn: torch.Tensor, data: PatternData) -> float:
@@ -514,13 +551,16 @@ def train(
     lr: float,
     log_every: int = 50,
     generator,
+    optimizer: str = "sgd",
     progress: bool = False,
 ) -> TrainLog:
-    """Minibatch SGD on the mean hinge loss, in place on ``model``'s trainable parameters.
+    """Minibatch SGD (or Adam) on the mean hinge loss, in place on ``model``'s trainable parameters.
 
     Each step draws ``batch`` indices uniformly *with* replacement from the training set (the
     generator's only use), takes the autograd gradient of the batch-mean hinge loss and moves
-    every parameter with ``requires_grad`` by −η·gradient.
+    every parameter with ``requires_grad`` by −η·gradient (``optimizer="sgd"``, spec §3), or by
+    a step of ``torch.optim.Adam`` with learning rate η and its default β's (``"adam"``, the usual
+    optimiser of LoRA adapters).
 
     Arguments:
         model: a :class:`OneLayerTransformer` or :class:`LoRATransformer` (float64).
@@ -528,6 +568,7 @@ def train(
         steps, batch, lr: T, B and η.
         log_every: logging period (steps).
         generator: torch.Generator or int seed for the minibatches.
+        optimizer: ``sgd`` or ``adam``.
         progress: show a tqdm bar.
 
     Returns:
@@ -547,7 +588,9 @@ def train(
     lr = _checks.positive_float("lr", lr)
     log_every = _checks.positive_int("log_every", log_every)
     gen = _checks.generator("generator", generator)
+    _checks.choice("optimizer", optimizer, ("sgd", "adam"))
     params = [p for p in model.parameters() if p.requires_grad]
+    adam = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else None
     rows: list[tuple] = []
 
     head = train_data.X[:TRAIN_LOG_SAMPLES], train_data.y[:TRAIN_LOG_SAMPLES]
@@ -568,9 +611,14 @@ def train(
         idx = torch.randint(0, n, (batch,), generator=gen)
         loss = hinge_loss(model(train_data.X[idx]), train_data.y[idx])
         grads = torch.autograd.grad(loss, params)
-        with torch.no_grad():
+        if adam is not None:
             for p, g in zip(params, grads):
-                p -= lr * g
+                p.grad = g
+            adam.step()
+        else:
+            with torch.no_grad():
+                for p, g in zip(params, grads):
+                    p -= lr * g
         if t % log_every == 0 or t == steps:
             log(t)
     cols = list(zip(*rows))

@@ -79,6 +79,43 @@ def test_autograd_gradient_matches_finite_differences(n_outputs):
         assert torch.allclose(grad, fd, rtol=1e-6, atol=1e-8), name
 
 
+def numpy_backprop(net, X, signs):
+    """Gradient of the batch-mean binary hinge loss by hand-written backpropagation in numpy (the way
+    the spec's pilot computed it), independent of torch autograd."""
+    W = {k: v.detach().numpy() for k, v in net.weights().items()}
+    a, X, y = net.a.numpy(), X.numpy(), signs.numpy()
+    Q, K, V = X @ W["W_Q"].T, X @ W["W_K"].T, X @ W["W_V"].T
+    S = Q @ K.transpose(0, 2, 1)  # S[n, l, s] = (W_K x_s)ᵀ W_Q x_l
+    A = np.exp(S - S.max(-1, keepdims=True))
+    A /= A.sum(-1, keepdims=True)  # softmax over the keys s
+    H = A @ V
+    Z = H @ W["W_O"].T
+    F = (np.maximum(Z, 0) @ a).mean(1)
+    n, L = X.shape[:2]
+    dF = -y * (1 - y * F > 0) / n
+    dZ = (dF[:, None, None] / L) * a * (Z > 0)
+    dH = dZ @ W["W_O"]
+    dA, dV = dH @ V.transpose(0, 2, 1), A.transpose(0, 2, 1) @ dH
+    dS = A * (dA - (dA * A).sum(-1, keepdims=True))
+    return {
+        "W_Q": np.einsum("nls,nsd,nle->de", dS, K, X), "W_K": np.einsum("nls,nld,nse->de", dS, Q, X),
+        "W_V": np.einsum("nld,nle->de", dV, X), "W_O": np.einsum("nlm,nld->md", dZ, H),
+    }
+
+
+def test_autograd_matches_hand_written_backprop_on_the_default_model():
+    """The default network (spec §2) at its identity initialisation and after 120 SGD steps (generic weights)."""
+    cfg = p2.P2Config(n_train=256, n_test=16, steps=120, log_every=120)
+    net, data, _, _ = p2.setup_p2(cfg, seed=0)
+    trained = p2.run_p2(cfg, seed=0).model
+    sub = p2.PatternData(data.X[:64], data.y[:64], data.token_pattern[:64], data.patterns, cfg)
+    for model in (net, trained):
+        auto, manual = p2.gradients(model, sub), numpy_backprop(model, sub.X, sub.signs)
+        for name in p2.WEIGHTS:
+            scale = np.abs(manual[name]).max()
+            assert scale > 0 and np.abs(auto[name].numpy() - manual[name]).max() <= 1e-10 * scale, name
+
+
 def test_hinge_and_error_against_explicit_formulas():
     out = torch.tensor([[0.5, -2.0, 0.1], [-1.0, 0.3, 2.0]])
     y = torch.tensor([0, 2])
@@ -86,6 +123,9 @@ def test_hinge_and_error_against_explicit_formulas():
     assert p2.hinge_loss(out, y).item() == pytest.approx(expected)
     assert p2.zero_one_error(out, y) == 0.0 and p2.zero_one_error(out, torch.tensor([1, 2])) == 0.5
     assert p2.hinge_loss(torch.tensor([0.5, 0.5]), torch.tensor([0, 1])).item() == pytest.approx((0.5 + 1.5) / 2)
+    nan = float("nan")
+    assert p2.zero_one_error(torch.tensor([nan, 2.0]), torch.tensor([0, 0])) == 0.5  # a diverged output is wrong
+    assert p2.zero_one_error(torch.tensor([[nan, 0.0], [2.0, 0.0]]), torch.tensor([0, 0])) == 0.5
 
 
 @pytest.mark.parametrize("config", [
@@ -115,6 +155,26 @@ def test_attention_at_identity_initialisation_is_the_closed_form():
     data = tiny_data(p2.P2Config(), n=20, tau=0.0)
     net = p2.OneLayerTransformer(20, 8, generator=0)
     assert p2.relevant_attention(net, data) == pytest.approx(3 * math.e / (3 * math.e + 17), abs=1e-12)
+
+
+def test_attention_by_kind_against_an_explicit_loop():
+    data = tiny_data(n=4)
+    net = random_net(TINY.d, TINY.m, seed=3)
+    _, attn = net(data.X, return_attention=True)
+    totals, count = {"relevant": 0.0, "confusion": 0.0, "irrelevant": 0.0}, 0
+    for n in range(4):
+        y, tok = data.y[n].item(), data.token_pattern[n].tolist()
+        for l in range(TINY.L):
+            if tok[l] != y:
+                continue
+            count += 1
+            for s in range(TINY.L):
+                kind = "relevant" if tok[s] == y else "confusion" if tok[s] < 2 else "irrelevant"
+                totals[kind] += attn[n, l, s].item()
+    got = p2.attention_by_kind(net, data)
+    for kind, total in totals.items():
+        assert got[kind] == pytest.approx(total / count, abs=1e-12), kind
+    assert got["relevant"] == pytest.approx(p2.relevant_attention(net, data), abs=1e-12)
 
 
 def test_pruning_indices_against_explicit_sorting():
@@ -154,6 +214,10 @@ def test_lora_starts_at_the_base_and_keeps_rank_r():
         sigma = torch.linalg.svdvals(W - getattr(lora, name + "0"))
         assert sigma[0] > 1e-6 and (sigma[1:] <= 1e-9 * max(1.0, W.abs().max().item())).all(), name
     assert sum(p.numel() for p in lora.parameters()) == 3 * (6 + 6) + (5 + 6)
+    scaled = p2.LoRATransformer(base, rank=2, alpha=3.0, generator=0)  # ΔW = (α/r) B A
+    with torch.no_grad():
+        scaled.B_V.copy_(torch.ones(6, 2))
+    assert torch.allclose(scaled.weights()["W_V"] - scaled.W_V0, 1.5 * torch.ones(6, 2) @ scaled.A_V)
 
 
 def test_training_is_deterministic_and_learns():
@@ -176,6 +240,7 @@ def test_training_is_deterministic_and_learns():
     (lambda: p2.P2Config(M=30), "M: expected at most d = 20"),
     (lambda: p2.P2Config(tau=-1.0), "tau: expected a number >= 0"),
     (lambda: p2.LoRATransformer(p2.OneLayerTransformer(4, 6, generator=0), rank=0, generator=0), "rank: expected an int >= 1"),
+    (lambda: p2.LoRATransformer(p2.OneLayerTransformer(4, 6, generator=0), rank=1, alpha=0.0, generator=0), "alpha: expected a number > 0"),
     (lambda: p2.LoRATransformer(p2.OneLayerTransformer(4, 6, generator=0), rank=1, adapt=["W_X"], generator=0), "adapt: unknown value 'W_X'"),
 ])
 def test_bad_input_raises_lrt_error_naming_the_argument(call, message):
@@ -191,7 +256,7 @@ def test_short_run_reproduces_the_seeds_file():
 
     short = ch07.seeds_record(steps=50, seeds=(0,))
     saved = torch.load(ch07.SEEDS_FILE, weights_only=True)
-    assert saved["seeds"].tolist() == [0, 1, 2] and saved["W_O"].shape == (3, 200, 20)
+    assert saved["seeds"].tolist() == list(range(10)) and saved["W_O"].shape == (10, 200, 20)
     for key in ("log_steps", "log_train_hinge", "log_test_hinge", "log_test_error", "log_attention"):
         assert torch.equal(short[key][0], saved[key][0, :2]), key
 
@@ -206,7 +271,7 @@ def test_short_run_reproduces_the_rank_sweep_file():
         assert torch.equal(short[f"C3/seed0/{key}"], saved[f"C3/seed0/{key}"][:2]), key
 
 
-def test_short_run_reproduces_the_lora_file():
+def test_short_runs_reproduce_the_lora_files_and_the_step_size_is_the_tuned_one():
     from lrt.experiments import ch08_low_rank_updates as ch08
     from lrt.experiments import ch10_lora as ch10
 
@@ -214,6 +279,11 @@ def test_short_run_reproduces_the_lora_file():
     saved = torch.load(ch10.LORA_FILE, weights_only=True)
     for key in ("steps", "train_hinge", "test_hinge", "attention"):
         assert torch.equal(short[f"C4/r2/seed0/{key}"], saved[f"C4/r2/seed0/{key}"][:2]), key
+    tune = ch10.tune_record(steps=50, grid=(0.03,), cases=(("binary", 1),))
+    saved = torch.load(ch10.TUNE_FILE, weights_only=True)
+    for key in ("steps", "train_hinge", "test_hinge"):
+        assert torch.equal(tune[f"lr0.03/binary/r1/{key}"], saved[f"lr0.03/binary/r1/{key}"][:2]), key
+    assert ch10.tuned_lr() == ch10.LORA_LR  # the sweep uses the step size that the committed grid selects
 
 
 def test_the_part_ii_figures_are_listed_and_cheap_ones_render(tmp_path, capsys):
