@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 
 import lrt
+import lrt.p2
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = [
     "lrt.models", "lrt.flows", "lrt.engines", "lrt.algorithm1", "lrt.stages", "lrt.ledger", "lrt.figures", "lrt.repro",
-    "lrt.transformer", "lrt.datasets", "lrt.tracking",
+    "lrt.transformer", "lrt.datasets", "lrt.tracking", "lrt.p2",
 ]
+#: namespaces whose ``__all__`` is public API: ``lrt`` itself and the parts kept in sub-namespaces
+NAMESPACES = [lrt, lrt.p2]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -40,11 +43,12 @@ def book_labels() -> set[str]:
 
 
 def public_functions():
-    for name in lrt.__all__:
-        obj = getattr(lrt, name)
-        # data classes (Trajectory, Claim, ClaimResult) document their fields, not a derivation
-        if inspect.isfunction(obj) or (inspect.isclass(obj) and not dataclasses.is_dataclass(obj) and name not in ("LrtError", "LrtTypeError")):
-            yield name, obj
+    for namespace in NAMESPACES:
+        for name in namespace.__all__:
+            obj = getattr(namespace, name)
+            # data classes (Trajectory, Claim, ClaimResult) document their fields, not a derivation
+            if inspect.isfunction(obj) or (inspect.isclass(obj) and not dataclasses.is_dataclass(obj) and name not in ("LrtError", "LrtTypeError")):
+                yield f"{namespace.__name__}.{name}", obj
 
 
 @pytest.mark.parametrize("name, obj", list(public_functions()))
