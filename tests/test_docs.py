@@ -25,7 +25,9 @@ NAMESPACES = [lrt, lrt.p2]
 @pytest.mark.parametrize("name", MODULES)
 def test_doctests(name):
     module = importlib.import_module(name)
-    result = doctest.testmod(module, extraglobs=vars(lrt) | {"torch": __import__("torch")}, optionflags=doctest.NORMALIZE_WHITESPACE)
+    # the package's names are available to examples, but never shadow the module's own (lrt.train is not lrt.p2.train)
+    extra = {k: v for k, v in vars(lrt).items() if k not in vars(module)} | {"torch": __import__("torch")}
+    result = doctest.testmod(module, extraglobs=extra, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
 
 
