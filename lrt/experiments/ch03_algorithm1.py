@@ -15,6 +15,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 from scipy.optimize import linprog
+from tqdm import tqdm
 
 from lrt.algorithm1 import Staircase, algorithm1
 from lrt.engines import LogTrajectory, log_variable_flow
@@ -242,7 +243,7 @@ def staircase_benchmark(quick: bool = False, lr: float = BENCH_LR) -> dict:
     evals = {m: 0 for m in methods}
     errors = {m: 0.0 for m in methods}
     rows = []
-    for e in exponents:
+    for e in tqdm(exponents, desc="bench staircase (per α)", disable=None):  # a bar on a terminal only
         la = log_alpha(e)
         ref = log_variable_flow(
             attention_toy(), ubar, vbar, log_alpha=la, t_end=BENCH_TAU_END * -la, n_eval=5601, rtol=1e-11, atol=1e-13
