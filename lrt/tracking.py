@@ -292,15 +292,17 @@ def save_results(results: dict, path: str | Path) -> Path:
     return path
 
 
-def load_results(path: str | Path) -> dict:
+def load_results(path: str | Path, *, run: str | None = None) -> dict:
     """Read a results file written by :func:`save_results` (``weights_only=True``: tensors and plain
-    values only, no code is unpickled). See :func:`save_results` for an example.
+    values only, no code is unpickled). See :func:`save_results` for an example. ``run``: the
+    ``python -m lrt run`` command that creates the file, named in the error if it is missing.
 
     Defined in :ref:`ch-beyond-diagonal`.
     """
     path = Path(path)
     if not path.is_file():
-        raise LrtError(f"path: expected an existing results file, got {str(path)!r}")
+        hint = f"; create it with `python -m lrt run {run}`" if run else ""
+        raise LrtError(f"path: expected an existing results file, got {str(path)!r}{hint}")
     return torch.load(path, weights_only=True)
 
 

@@ -285,3 +285,8 @@ def test_tracking_benchmark_reports_the_ratio(capsys):
 def test_committed_files_are_small():
     for name in ch06.FILES.values():
         assert (ch06.DATA / name).stat().st_size <= 2_000_000
+
+
+def test_missing_results_file_names_the_run_that_creates_it(tmp_path):
+    with pytest.raises(lrt.LrtError, match=r"create it with `python -m lrt run p2-seeds`"):
+        load_results(tmp_path / "absent.pt", run="p2-seeds")

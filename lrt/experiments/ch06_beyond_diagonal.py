@@ -113,7 +113,7 @@ def _run_sweep(steps=None, out=None, progress=False) -> Path:
 @lru_cache(maxsize=None)
 def results(name: str) -> dict:
     """The committed results of run ``name`` (``vit-rank``, ``gpt-rank`` or ``init-scale-sweep``)."""
-    return load_results(DATA / FILES[name])
+    return load_results(DATA / FILES[name], run=name)
 
 
 # --- measurements -------------------------------------------------------------------------------

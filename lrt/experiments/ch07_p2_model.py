@@ -21,6 +21,7 @@ from lrt.figures import register_figure
 from lrt.ledger import Measurement, claim
 from lrt.p2 import WEIGHTS, P2Config, P2Run, TrainLog, attention_by_kind, run_p2, setup_p2
 from lrt.tasks import register_run
+from lrt.tracking import load_results, save_results
 
 CHAPTER = "ch-p2-model"
 CONFIG = P2Config()
@@ -48,17 +49,12 @@ def seeds_record(steps: int | None = None, seeds=ALL_SEEDS, progress: bool = Fal
 
 @register_run("p2-seeds", chapter=CHAPTER, description="default P2 run (spec §1–3) on seeds 0–9 -> lrt/data/p2_seeds.pt")
 def _run_seeds(steps: int | None = None, out: Path | None = None, progress: bool = True) -> Path:
-    path = Path(out) if out is not None else SEEDS_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(seeds_record(steps, progress=progress), path)
-    return path
+    return save_results(seeds_record(steps, progress=progress), Path(out) if out is not None else SEEDS_FILE)
 
 
 @lru_cache(maxsize=None)
 def _seeds_file() -> dict[str, torch.Tensor]:
-    if not SEEDS_FILE.exists():
-        raise LrtError(f"{SEEDS_FILE}: missing; create it with `python -m lrt run p2-seeds`")
-    return torch.load(SEEDS_FILE, weights_only=True)
+    return load_results(SEEDS_FILE, run="p2-seeds")
 
 
 @lru_cache(maxsize=None)

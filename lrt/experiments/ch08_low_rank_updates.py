@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lrt import LrtError
 from lrt.experiments.ch07_p2_model import ALL_SEEDS, DATA, SEEDS, attention_table, concentrated, default_run
 from lrt.figures import register_figure
 from lrt.ledger import Measurement, claim
 from lrt.p2 import WEIGHTS, P2Config, off_span_fraction, pattern_projections, run_p2, run_summary, update_spectrum
 from lrt.tasks import register_run
+from lrt.tracking import load_results, save_results
 
 CHAPTER = "ch-low-rank-updates"
 CLASSES = (2, 3, 4, 5)
@@ -53,10 +53,7 @@ def sweep_record(steps: int | None = None, seeds=SEEDS, cases=None, progress: bo
 
 @register_run("p2-rank-sweep", chapter=CHAPTER, description="C = 2..5 classes and K = 2 patterns per class, seeds 0–2 -> lrt/data/p2_rank_sweep.pt")
 def _run_sweep(steps: int | None = None, out: Path | None = None, progress: bool = True) -> Path:
-    path = Path(out) if out is not None else SWEEP_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(sweep_record(steps, progress=progress), path)
-    return path
+    return save_results(sweep_record(steps, progress=progress), Path(out) if out is not None else SWEEP_FILE)
 
 
 @lru_cache(maxsize=None)
@@ -65,9 +62,7 @@ def sweep() -> dict[str, torch.Tensor]:
 
     Defined in :ref:`ch-low-rank-updates`.
     """
-    if not SWEEP_FILE.exists():
-        raise LrtError(f"{SWEEP_FILE}: missing; create it with `python -m lrt run p2-rank-sweep`")
-    return torch.load(SWEEP_FILE, weights_only=True)
+    return load_results(SWEEP_FILE, run="p2-rank-sweep")
 
 
 def numerical_rank(sigma: torch.Tensor, cut: float = RANK_CUT) -> int:

@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lrt import LrtError
 from lrt.experiments.ch07_p2_model import CONFIG, DATA, SEEDS, default_run
 from lrt.experiments.ch08_low_rank_updates import class_config, sweep
 from lrt.figures import register_figure
 from lrt.ledger import Measurement, claim
 from lrt.p2 import LoRATransformer, P2Config, TrainLog, seeds_for, setup_p2, train
 from lrt.tasks import register_run
+from lrt.tracking import load_results, save_results
 
 CHAPTER = "ch-lora"
 LORA_FILE = DATA / "p2_lora.pt"
@@ -70,10 +70,7 @@ def tune_record(steps: int | None = None, grid=TUNE_GRID, cases=TUNE_CASES, prog
 
 @register_run("p2-lora-tune", chapter=CHAPTER, description="LoRA step-size grid on the tuning seed 3 -> lrt/data/p2_lora_tune.pt")
 def _run_tune(steps: int | None = None, out: Path | None = None, progress: bool = True) -> Path:
-    path = Path(out) if out is not None else TUNE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(tune_record(steps, progress=progress), path)
-    return path
+    return save_results(tune_record(steps, progress=progress), Path(out) if out is not None else TUNE_FILE)
 
 
 @lru_cache(maxsize=None)
@@ -83,9 +80,7 @@ def tuning_table() -> dict[float, np.ndarray]:
 
     Defined in :ref:`ch-lora`.
     """
-    if not TUNE_FILE.exists():
-        raise LrtError(f"{TUNE_FILE}: missing; create it with `python -m lrt run p2-lora-tune`")
-    rec = torch.load(TUNE_FILE, weights_only=True)
+    rec = load_results(TUNE_FILE, run="p2-lora-tune")
     out = {}
     for lr in rec["grid"].tolist():
         h = np.array([rec[f"lr{lr:g}/{task}/r{r}/test_hinge"][-1].item() for task, r in TUNE_CASES])
@@ -115,10 +110,7 @@ def lora_record(steps: int | None = None, seeds=SEEDS, tasks=None, progress: boo
 
 @register_run("p2-lora", chapter=CHAPTER, description="LoRA rank sweep (binary r = 1..4, C = 4 r = 1..5, Adam at the tuned step), seeds 0–2 -> lrt/data/p2_lora.pt")
 def _run_lora(steps: int | None = None, out: Path | None = None, progress: bool = True) -> Path:
-    path = Path(out) if out is not None else LORA_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(lora_record(steps, progress=progress), path)
-    return path
+    return save_results(lora_record(steps, progress=progress), Path(out) if out is not None else LORA_FILE)
 
 
 @lru_cache(maxsize=None)
@@ -127,9 +119,7 @@ def lora_sweep() -> dict[str, torch.Tensor]:
 
     Defined in :ref:`ch-lora`.
     """
-    if not LORA_FILE.exists():
-        raise LrtError(f"{LORA_FILE}: missing; create it with `python -m lrt run p2-lora`")
-    return torch.load(LORA_FILE, weights_only=True)
+    return load_results(LORA_FILE, run="p2-lora")
 
 
 def full_final(task: str, key: str) -> list[float]:
