@@ -52,25 +52,37 @@ def stage_times() -> np.ndarray:
     return crossing_times(path.t, path.loss, midpoint_levels(attention_staircase())).numpy()
 
 
-def perturb_and_continue(
-    path: Trajectory, index: int, *, sigma: float, support_only: bool, t_end: float, generator, n_eval: int = 501
-) -> tuple[Trajectory, Trajectory]:
-    """Add σ·N(0, 1) noise to (u, v) at sample ``index`` of ``path`` and run both the perturbed and the
-    unperturbed flow from there for ``t_end`` (same solver), returning (perturbed, unperturbed).
-
-    ``support_only``: perturb only the coordinates with |w_i| > 1e-3 (the plateau's support).
+def continue_flow(path: Trajectory, index: int, *, t_end: float, kick=None, n_eval: int = 501) -> Trajectory:
+    """Run the flow from sample ``index`` of ``path`` for ``t_end`` (LSODA, rtol 1e-10), after adding the
+    kick ``(du, dv)`` to (u, v) if one is given.
 
     Defined in :ref:`ch-assumptions`.
     """
-    problem = attention_toy()
     u, v = path.u[index], path.v[index]
-    du = sigma * torch.randn(problem.dim, generator=generator, dtype=torch.float64)
-    dv = sigma * torch.randn(problem.dim, generator=generator, dtype=torch.float64)
+    if kick is not None:
+        u, v = u + kick[0], v + kick[1]
+    return gradient_flow(attention_toy(), u, v, t_end=t_end, n_eval=n_eval, method="LSODA", rtol=1e-10)
+
+
+@lru_cache(maxsize=None)
+def unkicked(index: int, t_end: float) -> Trajectory:
+    """The unkicked reference from sample ``index`` of :func:`unperturbed` (shared by every kick there)."""
+    return continue_flow(unperturbed(), index, t_end=t_end)
+
+
+def random_kick(path: Trajectory, index: int, *, sigma: float, support_only: bool, generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """σ·N(0, 1) noise for (u, v) at sample ``index`` of ``path``; ``support_only``: zero except on the
+    coordinates with |w_i| > 1e-3 (the plateau's support).
+
+    Defined in :ref:`ch-assumptions`.
+    """
+    dim = attention_toy().dim
+    du = sigma * torch.randn(dim, generator=generator, dtype=torch.float64)
+    dv = sigma * torch.randn(dim, generator=generator, dtype=torch.float64)
     if support_only:
-        mask = ((u * v).abs() > 1e-3).to(torch.float64)
+        mask = (path.w[index].abs() > 1e-3).to(torch.float64)
         du, dv = du * mask, dv * mask
-    kw = dict(t_end=t_end, n_eval=n_eval, method="LSODA", rtol=1e-10)
-    return gradient_flow(problem, u + du, v + dv, **kw), gradient_flow(problem, u, v, **kw)
+    return du, dv
 
 
 @dataclass(frozen=True)
@@ -108,9 +120,14 @@ def plateau_kicks() -> tuple[PlateauKick, ...]:
         t = lo + (0.2 + 0.6 * torch.rand((), generator=gen, dtype=torch.float64).item()) * (hi - lo)
         index = int(np.searchsorted(path.t.numpy(), t))
         horizon = min(4 * RELAX_TIME, path.t[-1].item() - path.t[index].item())
-        support = perturb_and_continue(path, index, sigma=SIGMA_PLATEAU, support_only=True, t_end=horizon, generator=gen)
-        everywhere = perturb_and_continue(path, index, sigma=SIGMA_PLATEAU, support_only=False, t_end=horizon, generator=gen)
-        out.append(PlateauKick(k, path.t[index].item(), support, everywhere))
+        support = random_kick(path, index, sigma=SIGMA_PLATEAU, support_only=True, generator=gen)
+        everywhere = random_kick(path, index, sigma=SIGMA_PLATEAU, support_only=False, generator=gen)
+        ref = unkicked(index, horizon)
+        out.append(PlateauKick(
+            k, path.t[index].item(),
+            (continue_flow(path, index, t_end=horizon, kick=support), ref),
+            (continue_flow(path, index, t_end=horizon, kick=everywhere), ref),
+        ))
     return tuple(out)
 
 
@@ -135,9 +152,9 @@ def stage_kick(stage: int, sigma: float) -> StageKick:
     start, end = crossing_times(path.t, path.loss, levels).tolist()
     index = int(np.searchsorted(path.t.numpy(), start))
     gen = torch.Generator().manual_seed(SEED + stage)
-    pert, ref = perturb_and_continue(
-        path, index, sigma=sigma, support_only=False, t_end=end - path.t[index].item(), generator=gen
-    )
+    kick = random_kick(path, index, sigma=sigma, support_only=False, generator=gen)
+    t_end = end - path.t[index].item()
+    pert, ref = continue_flow(path, index, t_end=t_end, kick=kick), unkicked(index, t_end)
     scale = (stairs.w[stage] - stairs.w[stage - 1]).norm()
     return StageKick(stage, sigma, pert, ref, float((pert.w - ref.w).norm(dim=1).max() / scale))
 
