@@ -172,8 +172,10 @@ def sufficient_ranks(task: dict, slack: float = 0.01) -> list[int]:
     ),
     tolerance=(
         "C = 4: every r ≥ 3 within 0.01 of full training on every seed, and mean error ≥ 0.05 at r = 1; binary: every r within "
-        "0.01 of full training on the seed mean and within 0.02 on every seed"
+        "0.01 of full training on the seed mean and within 0.02 on every seed. Moved after measurement: the binary bound was "
+        "within 0.01 on every seed, loosened to the seed mean (and 0.02 per seed) after one seed measured a gap of 0.013"
     ),
+    tolerance_set="moved after",
 )
 def _lora() -> Measurement:
     table = lora_table()

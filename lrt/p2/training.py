@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -165,17 +166,34 @@ class P2Run:
 
 
 def seeds_for(seed: int, k: int) -> list[int]:
-    """k child seeds derived from ``seed`` (patterns, train, test, init, batches, …)."""
+    """k child seeds derived from ``seed`` (patterns, train, test, init, batches, …): k draws in
+    [0, 2⁶²) of a torch generator seeded with ``seed`` (torch's generator keeps the low 32 bits of a
+    seed, so each child is effectively a 32-bit seed)."""
     gen = _checks.generator("seed", seed)
     return torch.randint(0, 2**62, (k,), generator=gen).tolist()
 
 
-def setup_p2(config: P2Config = P2Config(), seed: int = 0) -> tuple[OneLayerTransformer, PatternData, PatternData, int]:
+def _part_seeds(seed: int, part_seeds) -> list[int]:
+    if part_seeds is None:
+        return seeds_for(seed, 5)
+    seeds = list(part_seeds) if isinstance(part_seeds, (list, tuple)) else None
+    if seeds is None or len(seeds) != 5 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise LrtError(
+            f"part_seeds: expected five ints >= 0 (patterns, training set, test set, initialisation, minibatches), got {part_seeds!r}"
+        )
+    return seeds
+
+
+def setup_p2(
+    config: P2Config = P2Config(), seed: int = 0, *, part_seeds: Sequence[int] | None = None
+) -> tuple[OneLayerTransformer, PatternData, PatternData, int]:
     """The untrained network, the training and test sets of ``config`` from ``seed``, and the seed of
     the minibatches: everything :func:`run_p2` trains, without training it.
 
-    From ``seed`` five child seeds are drawn: patterns, training set, test set, initialisation,
-    minibatches. The C-class variant (``n_classes > 2`` or ``multi_output``) has a C-output head.
+    From ``seed`` five child seeds are drawn (:func:`seeds_for`): patterns, training set, test set,
+    initialisation, minibatches; ``part_seeds`` gives those five seeds directly instead (another
+    seeding of the same model). The C-class variant (``n_classes > 2`` or ``multi_output``) has a
+    C-output head.
 
     >>> net, train_data, test_data, batch_seed = setup_p2(P2Config(n_train=8, n_test=4), seed=0)
     >>> tuple(train_data.X.shape), tuple(net.W_O.shape)
@@ -185,7 +203,7 @@ def setup_p2(config: P2Config = P2Config(), seed: int = 0) -> tuple[OneLayerTran
     """
     if not isinstance(config, P2Config):
         raise LrtTypeError(f"config: expected a P2Config, got {type(config).__name__}")
-    s_pat, s_train, s_test, s_init, s_batch = seeds_for(seed, 5)
+    s_pat, s_train, s_test, s_init, s_batch = _part_seeds(seed, part_seeds)
     patterns = make_patterns(config.d, config.M, generator=s_pat)
     train_data = sample_pattern_data(config, config.n_train, patterns, generator=s_train)
     test_data = sample_pattern_data(config, config.n_test, patterns, generator=s_test)
@@ -193,9 +211,12 @@ def setup_p2(config: P2Config = P2Config(), seed: int = 0) -> tuple[OneLayerTran
     return model, train_data, test_data, s_batch
 
 
-def run_p2(config: P2Config = P2Config(), seed: int = 0, *, steps: int | None = None, progress: bool = False) -> P2Run:
-    """Build the data and the network of ``config`` from ``seed`` (:func:`setup_p2`) and train them
-    for ``steps`` (default ``config.steps``) steps of SGD.
+def run_p2(
+    config: P2Config = P2Config(), seed: int = 0, *, steps: int | None = None, progress: bool = False,
+    part_seeds: Sequence[int] | None = None,
+) -> P2Run:
+    """Build the data and the network of ``config`` from ``seed`` (or ``part_seeds``, :func:`setup_p2`)
+    and train them for ``steps`` (default ``config.steps``) steps of SGD.
 
     A shorter run is a prefix of a longer one: the minibatches do not depend on ``steps``.
 
@@ -206,7 +227,7 @@ def run_p2(config: P2Config = P2Config(), seed: int = 0, *, steps: int | None = 
 
     Defined in :ref:`ch-p2-model`.
     """
-    model, train_data, test_data, s_batch = setup_p2(config, seed)
+    model, train_data, test_data, s_batch = setup_p2(config, seed, part_seeds=part_seeds)
     init = {k: v.detach().clone() for k, v in model.weights().items()}
     log = train(
         model, train_data, test_data, steps=config.steps if steps is None else steps, batch=config.batch,
