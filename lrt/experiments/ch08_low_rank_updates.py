@@ -1,8 +1,8 @@
 """Chapter 8, *Why the updates are low rank* (label ``ch-low-rank-updates``).
 
-Spectra of ΔW_Q, ΔW_K, ΔW_V, ΔW_O of the default runs (E2; claims C1, C1b), and the rank of the
+Spectra of ΔW_Q, ΔW_K, ΔW_V, ΔW_O of the default runs (claims P2.low_rank, P2.directions), and the rank of the
 update against the number of label-relevant patterns: C classes with one pattern each (C = 2…5,
-C-output head) and the binary task with K = 2 patterns per class (E5). The sweep is kept in a
+C-output head) and the binary task with K = 2 patterns per class. The sweep is kept in a
 small committed file (``python -m lrt run p2-rank-sweep``).
 """
 
@@ -34,11 +34,11 @@ RANK_CUT = 0.05  # numerical rank: σ_j > 5 % of σ_1
 
 
 def class_config(C: int) -> P2Config:
-    """C classes, one relevant pattern each, a C-output head (spec §8's clean rank experiment)."""
+    """C classes, one relevant pattern each, a C-output head (the clean rank experiment)."""
     return P2Config(n_classes=C, multi_output=True)
 
 
-#: binary task with K = 2 relevant patterns per class (4 relevant patterns in all), α_* = 0.2 (spec E5)
+#: binary task with K = 2 relevant patterns per class (4 relevant patterns in all), α_* = 0.2
 K2_CONFIG = P2Config(patterns_per_class=2, alpha_relevant=0.2)
 
 
@@ -109,7 +109,7 @@ def spectra() -> dict[str, list[dict]]:
 
 @lru_cache(maxsize=None)
 def directions() -> dict[str, np.ndarray]:
-    """C1b ratio max_{j ≥ 3} ‖ΔW μ_j‖ / mean_{j ∈ {1, 2}} ‖ΔW μ_j‖ for W_Q, W_K, W_V of each of the 60
+    """Direction ratio max_{j ≥ 3} ‖ΔW μ_j‖ / mean_{j ∈ {1, 2}} ‖ΔW μ_j‖ for W_Q, W_K, W_V of each of the 60
     default runs, and the off-span fraction of each update (:func:`lrt.p2.off_span_fraction` w.r.t. μ1, μ2).
 
     Defined in :ref:`ch-low-rank-updates`.
@@ -125,7 +125,7 @@ def directions() -> dict[str, np.ndarray]:
 
 def query_update_table() -> dict[str, np.ndarray]:
     """Per default run (seeds 0–59): the final relevant attention mass, whether it reaches the level
-    (``concentrated``), and for ΔW_Q the energy share ``e2``, ``tail`` σ3/σ1 and the C1b ``ratio``.
+    (``concentrated``), and for ΔW_Q the energy share ``e2``, ``tail`` σ3/σ1 and the direction ``ratio``.
 
     Defined in :ref:`ch-low-rank-updates`.
     """
@@ -157,7 +157,7 @@ def _runs(mask: np.ndarray) -> str:
     chapter=CHAPTER,
     statement=(
         "SGD's updates of W_V and W_O have rank 2 = the number of label-relevant patterns and ΔW_K is dominated by its top "
-        "two singular values, on every run; ΔW_Q is that concentrated only on runs where the attention concentrates (C1, as measured)."
+        "two singular values, on every run; ΔW_Q is that concentrated only on runs where the attention concentrates (as measured)."
     ),
     prediction=(
         "e2 = (σ1² + σ2²)/Σσ² and σ3/σ1 of ΔW_Q, ΔW_K, ΔW_V, ΔW_O on the 60 default runs (seeds 0–59); measured value: max σ3/σ1 of ΔW_V, ΔW_O"
@@ -191,7 +191,7 @@ def _low_rank() -> Measurement:
     chapter=CHAPTER,
     statement=(
         "The updates of W_K and W_V act mostly on the label-relevant patterns μ1, μ2 on every run, and so does the update "
-        "of W_Q on runs where the attention concentrates (C1b)."
+        "of W_Q on runs where the attention concentrates."
     ),
     prediction="ratio max_{j≥3} ‖ΔW μ_j‖ / mean_{j∈{1,2}} ‖ΔW μ_j‖ on the 60 default runs; measured value: the worst ratio that the tolerance covers",
     tolerance=(

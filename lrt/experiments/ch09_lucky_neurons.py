@@ -1,7 +1,7 @@
 """Chapter 9, *Lucky neurons and magnitude pruning* (label ``ch-lucky-neurons``).
 
-Row norms of W_O before and after training (C2), and test hinge / 0-1 error after pruning a fraction
-R of the neurons, smallest-first, largest-first and at random (E4; C3, C4), on the default runs of
+Row norms of W_O before and after training, and test hinge / 0-1 error after pruning a fraction
+R of the neurons, smallest-first, largest-first and at random, on the default runs of
 seeds 0–9 (chapter 7's committed networks; the figures show seeds 0–2).
 """
 
@@ -19,7 +19,7 @@ from lrt.p2 import ORDERS, lucky_fraction, pruning_curve, row_norms
 
 CHAPTER = "ch-lucky-neurons"
 RATES = tuple(round(0.1 * k, 1) for k in range(10))  # R = 0, 0.1, …, 0.9
-SMALL_RATES = (0.1, 0.2, 0.3)  # where pruning the smallest rows should be free (spec §8: R ≤ 0.3)
+SMALL_RATES = (0.1, 0.2, 0.3)  # where pruning the smallest rows should be free (R ≤ 0.3, set from a prior implementation)
 SLOPE_RATES = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
@@ -88,7 +88,7 @@ def slope(seed: int, order: str) -> float:
 @claim(
     "P2.lucky_neurons",
     chapter=CHAPTER,
-    statement="After training, W_O is sparse in rows: a constant fraction of 'lucky' neurons has large rows, the rest stay at their initial size (C2).",
+    statement="After training, W_O is sparse in rows: a constant fraction of 'lucky' neurons has large rows, the rest stay at their initial size.",
     prediction="f = fraction of rows with ‖W_O[i]‖ > 0.5 max; median small row / median initial row; median large row / median small row; seeds 0–9",
     tolerance="0.2 ≤ f ≤ 0.95, median small row ≤ 2× median initial norm and median large row ≥ 3× median small row, on every seed",
 )
@@ -108,7 +108,7 @@ def _lucky() -> Measurement:
 @claim(
     "P2.prune_small",
     chapter=CHAPTER,
-    statement="Pruning the neurons with the smallest W_O rows is almost free (C3; ICML24 Thm 3).",
+    statement="Pruning the neurons with the smallest W_O rows is almost free (ICML24 Thm 3).",
     prediction="max over seeds 0–9 and R ∈ {0.1, 0.2, 0.3} of the increase of the test hinge loss (and of the 0-1 error) after pruning the R·m smallest rows",
     tolerance="Δ hinge ≤ 0.02 and Δ 0-1 error ≤ 0.01",
 )
@@ -126,7 +126,7 @@ def large_small_gap(seed: int, R: float = 0.3) -> float:
 @claim(
     "P2.prune_large",
     chapter=CHAPTER,
-    statement="Pruning the largest neurons costs Ω(R): the test hinge grows about linearly in R (C4; ICML24 Thm 3).",
+    statement="Pruning the largest neurons costs Ω(R): the test hinge grows about linearly in R (ICML24 Thm 3).",
     prediction=(
         "mean over seeds 0–9 of hinge(largest, R = 0.3) − hinge(smallest, R = 0.3), and the same gap per seed; least-squares slope "
         "of hinge(largest) over R ∈ [0.1, 0.5]; monotonicity"
