@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--d-model", type=int, help="model width (default: the book's 64)")
     where.add_argument("--n-layers", type=int, help="number of layers (default: the book's 2)")
     where.add_argument("--n-heads", type=int, help="heads per layer (default: the book's 4)")
+    where.add_argument("--context", type=int, help="gpt-rank: characters of context (default: the book's 32)")
     where.add_argument("--resume", action="store_true", help="continue from the checkpoint OUT.ckpt if there is one")
     where.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="checkpoint interval, a multiple of the tracking "
                                                                             "interval (default: 10 records)")
@@ -122,7 +123,7 @@ def _run(args) -> int:
 
 
 #: Options of ``run`` passed to the runs that take them (as keyword arguments of the same name).
-RUN_OPTIONS = ("device", "precision", "text", "images", "batch", "d_model", "n_layers", "n_heads", "resume", "checkpoint_every")
+RUN_OPTIONS = ("device", "precision", "text", "images", "batch", "d_model", "n_layers", "n_heads", "context", "resume", "checkpoint_every")
 
 
 def _options(args, names, entry) -> dict:

@@ -19,8 +19,9 @@ from lrt.core.errors import LrtError
 from lrt.experiments import ch06_beyond_diagonal as ch06
 from lrt.transformers.datasets import ImageSplit, cifar10_split, digits_split, text_split
 from lrt.transformers.models import ViT, attention_layers, attention_products, head_weights
-from lrt.transformers.runtime import Runtime, runtime
-from lrt.transformers.tracking import DigitsTask, Tracker, load_results, train
+from lrt.transformers.distributed import Runtime, runtime
+from lrt.core.results import load_results
+from lrt.transformers.tracking import DigitsTask, Tracker, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECTRA = ("sv_qk", "sv_vo", "stable_rank_qk", "stable_rank_vo", "sv_qk_end", "sv_vo_end")
@@ -137,9 +138,9 @@ def test_text_file_split_partitions_the_text_into_blocks(tmp_path):
 def test_gpt_run_on_a_text_file(tmp_path, capsys):
     write_text(tmp_path / "t.txt")
     out = tmp_path / "gpt.pt"
-    assert main(["run", "gpt-rank", "--text", str(tmp_path / "t.txt"), "--steps", "2", "--out", str(out)]) == 0
+    assert main(["run", "gpt-rank", "--text", str(tmp_path / "t.txt"), "--context", "16", "--steps", "2", "--out", str(out)]) == 0
     res = load_results(out)
-    assert res["config"]["text"] == str(tmp_path / "t.txt") and res["step"].tolist() == [0, 2]
+    assert res["config"]["text"] == str(tmp_path / "t.txt") and res["config"]["context"] == 16 and res["step"].tolist() == [0, 2]
     assert math.isfinite(float(res["val_loss"][-1])) and res["sv_qk"].dtype == torch.float64
 
 
@@ -348,3 +349,8 @@ def test_cuda_bf16_run_and_benchmark(tmp_path, capsys):
     assert main(["run", "vit-rank", "--steps", "20", "--device", "cuda", "--precision", "bf16", "--out", str(tmp_path / "b.pt")]) == 0
     assert load_results(tmp_path / "b.pt")["sv_qk"].dtype == torch.float64
     assert main(["bench", "tracking", "--quick", "--device", "cuda", "--json"]) == 0
+
+
+def test_a_diverging_run_stops_with_an_error_naming_the_learning_rate():
+    with pytest.raises(LrtError, match=r"lr: training diverged at step \d+ \(loss nan\)"):
+        train(small_vit(), DigitsTask(digits_split(), batch=16), steps=20, every=None, lr=1e12, optimizer="sgd")

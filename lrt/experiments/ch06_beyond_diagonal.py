@@ -176,10 +176,11 @@ def _run_vit(steps=None, out=None, progress=False, *, device="cpu", precision="f
 
 @register_run("gpt-rank", chapter=CHAPTER, description="character GPT on pydoc_data.topics (or --text FILE), perturbation spectra every 10 steps (~3.5 min on a shared 2-core CPU)")
 def _run_gpt(steps=None, out=None, progress=False, *, device="cpu", precision="float64", text=None, batch=None, d_model=None,
-             n_layers=None, n_heads=None, resume=False, checkpoint_every=None) -> Path | None:
+             n_layers=None, n_heads=None, context=None, resume=False, checkpoint_every=None) -> Path | None:
     steps = steps or GPT_TRAIN["steps"]
     with _session("gpt-rank", device, precision, steps, resume) as rt:
-        res = gpt_training(steps=steps, progress=progress, text=text, batch=batch, model_kwargs=_model_kwargs(d_model, n_layers, n_heads),
+        model_kwargs = _model_kwargs(d_model, n_layers, n_heads) | ({"context": context} if context is not None else {})
+        res = gpt_training(steps=steps, progress=progress, text=text, batch=batch, model_kwargs=model_kwargs,
                            runtime=rt, checkpoint=_checkpoint("gpt-rank", out), checkpoint_every=checkpoint_every, resume=resume)
         return _finish("gpt-rank", res, out)
 
@@ -215,7 +216,7 @@ def d_head(res: dict) -> int:
 
 
 def half_time_spread(res: dict, k: int = 3) -> float:
-    """The spread t_k − t_1 of the :func:`lrt.half_times` (the issue's statistic), averaged
+    """The spread t_k − t_1 of the :func:`lrt.half_times` (an alternative yardstick), averaged
     like :func:`lrt.gradualness`."""
     return gradualness(res, k=k, times="half")
 
@@ -295,7 +296,7 @@ def _init_scale_incremental() -> Measurement:
     order = [ordered_fraction(sweep[_scale_key(s)]) for s in SWEEP_SCALES]
     scales = ", ".join(f"{s:g}" for s in SWEEP_SCALES)
     detail = (f"gradualness {', '.join(f'{x:.3f}' for x in g)} at scales {scales} (0.1 vs 0.01 is not resolved by the statistic); "
-              f"the issue's half-own-final-value statistic: spread {', '.join(f'{x:.3f}' for x in h)}, "
+              f"the half-own-final-value statistic: spread {', '.join(f'{x:.3f}' for x in h)}, "
               f"heads with t_1 ≤ t_2 ≤ t_3 {', '.join(f'{x:.2f}' for x in order)}")
     return Measurement.at_least(min(g[1:]) / g[0], INCREMENTAL_RATIO, detail)
 
@@ -314,6 +315,17 @@ def _stable_rank_axes(axes, res: dict, title: str) -> None:
         ax.axhline(LOW_RANK_FRACTION * d_head(res), color="k", lw=0.8, ls="--", label=r"$d_{head}/4$")
         ax.set(title=f"{title}: {name}", xlabel="step", ylabel="stable rank", ylim=(0, None))
         ax.legend(fontsize=8)
+
+
+def table(header: list[str], rows: list[list]) -> "IPython.display.HTML":
+    """A small HTML table (numbers already formatted as strings) that fits the book's page."""
+    from html import escape
+
+    from IPython.display import HTML
+
+    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return HTML(f'<table class="lrt-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
 
 
 @register_figure("vit-gpt-stable-rank", chapter=CHAPTER, caption="Stable rank of the learned perturbations through training, mean ± std over the heads of each layer, for the ViT (digits) and the character GPT.")
@@ -356,18 +368,24 @@ def _figure_training():
 def _figure_spectra():
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    from matplotlib.lines import Line2D
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.4))
     for row, (name, title) in enumerate((("vit-rank", "ViT"), ("gpt-rank", "GPT"))):
         res = results(name)
         for ax, which, label in zip(axes[row], ("qk", "vo"), (r"W_K W_Q^\top", r"W_V W_O^\top")):
             index = np.arange(1, res[f"sv_{which}"].shape[-1] + 1)
             for layer in range(res[f"sv_{which}"].shape[1]):
-                ax.semilogy(index, res[f"sv_{which}"][-1, layer, 0], "o-", ms=3, color=f"C{layer}", label=f"$\\Delta({label})$, layer {layer + 1}")
+                ax.semilogy(index, res[f"sv_{which}"][-1, layer, 0], "o-", ms=3, color=f"C{layer}")
                 init = res[f"sv_{which}_init"][layer, 0]
-                ax.semilogy(index[: d_head(res)], init[: d_head(res)], "x:", ms=4, color=f"C{layer}", label=f"${label}$ at init, layer {layer + 1}")
-            ax.set(title=f"{title}, head 1", xlabel="index i", ylabel=r"singular value $\sigma_i$")
-            ax.legend(fontsize=7)
-    fig.tight_layout()
+                ax.semilogy(index[: d_head(res)], init[: d_head(res)], "x:", ms=5, color=f"C{layer}")
+            ax.set(title=f"{title}, head 1: ${label}$", xlabel="index i", ylabel=r"singular value $\sigma_i$")
+    # one legend for the four panels: colour = layer, marker = what is shown
+    handles = [Line2D([], [], color="C0", lw=2, label="layer 1"), Line2D([], [], color="C1", lw=2, label="layer 2"),
+               Line2D([], [], color="0.3", marker="o", ms=5, ls="-", label=r"learned perturbation $\Delta$ at the end"),
+               Line2D([], [], color="0.3", marker="x", ms=6, ls=":", label="the product at initialisation")]
+    fig.legend(handles=handles, loc="upper center", ncol=4, fontsize=10, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
 
 

@@ -72,7 +72,7 @@ def perturbation_spectra(model: torch.nn.Module, init: tuple[torch.Tensor, torch
         model: a model with :class:`lrt.SelfAttention` or ``torch.nn.MultiheadAttention`` layers.
         init: (W_K W_Qᵀ, W_V W_Oᵀ) at initialisation, each ``(n_layers, n_heads, d_model, d_model)``.
         keep: number of leading singular values kept (default min(d_model, 2 d_head), the rank bound).
-        runtime: with several processes (:class:`lrt.transformers.runtime.Runtime`), each process
+        runtime: with several processes (:class:`lrt.Runtime`), each process
             computes the SVDs of its share of the heads and every process receives all of them.
 
     Returns:
@@ -264,7 +264,7 @@ def train(model: torch.nn.Module, task, *, steps: int, lr: float = 1e-3, optimiz
         generator: ``torch.Generator`` or int seed for the mini-batches.
         progress: show a tqdm bar.
         config: numbers and strings stored with the results.
-        runtime: device, processes and arithmetic (:func:`lrt.transformers.runtime.runtime`); default:
+        runtime: device, processes and arithmetic (:func:`lrt.runtime`); default:
             one process on the model's device, no autocast. With several processes the model is
             wrapped in DistributedDataParallel, each process trains on its share of every global
             mini-batch, and only rank 0 evaluates; the other ranks return ``None``.
@@ -301,7 +301,7 @@ def train(model: torch.nn.Module, task, *, steps: int, lr: float = 1e-3, optimiz
         first = next(model.parameters())
         runtime = Runtime(first.device, precision="float64" if first.dtype == torch.float64 else "float32")
     elif not isinstance(runtime, Runtime):
-        raise LrtTypeError(f"runtime: expected an lrt.transformers.runtime.Runtime, got {type(runtime).__name__}")
+        raise LrtTypeError(f"runtime: expected an lrt.Runtime, got {type(runtime).__name__}")
     if checkpoint is not None or resume:
         if every is None or checkpoint is None:
             raise LrtError("checkpoint: expected a file and tracking (every) to write or resume checkpoints")
@@ -347,10 +347,10 @@ def train(model: torch.nn.Module, task, *, steps: int, lr: float = 1e-3, optimiz
         if step % every == 0:
             running, count = 0.0, 0
             total, n = 0.0, 0
-        if checkpoint is not None and runtime.main and (step % checkpoint_every == 0 or step == steps):
+        if checkpoint is not None and runtime.main and step > 0 and (step % checkpoint_every == 0 or step == steps):
             _save_checkpoint(checkpoint, settings, step, model, opt, gen, tracker, total, n)
 
-    if tracker is not None and start == 0:
+    if tracker is not None and not tracker.rows:
         record(0)
     part = runtime.shard(task.batch) if runtime.distributed else None
     for step in tqdm(range(start + 1, steps + 1), disable=not (progress and runtime.main), desc=type(model).__name__, leave=False,
@@ -359,12 +359,12 @@ def train(model: torch.nn.Module, task, *, steps: int, lr: float = 1e-3, optimiz
         x, y = x.to(runtime.device), y.to(runtime.device)
         with runtime.autocast():
             loss = task.loss(net, x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
         value = loss.item()
         if not math.isfinite(value):
             raise LrtError(f"lr: training diverged at step {step} (loss {value}); expected a smaller learning rate than {lr}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
         running += value
         count += 1
         if tracker is not None and step % every == 0:
