@@ -330,6 +330,8 @@ def test_cli_rejects_unknown_devices_and_options_a_run_does_not_take(capsys):
     assert "--images: the run 'gpt-rank' does not take this option" in capsys.readouterr().err
     assert main(["run", "p2-seeds", "--device", "cpu", "--steps", "1"]) == 2
     assert "--device: the run 'p2-seeds' does not take this option" in capsys.readouterr().err
+    assert main(["bench", "staircase", "--device", "cpu"]) == 2
+    assert "--device: the benchmark 'staircase' does not take this option" in capsys.readouterr().err
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU (run this file unchanged on a GPU machine)")
