@@ -65,6 +65,37 @@ def test_two_processes_track_the_same_spectra_as_one(tmp_path, capsys):
     assert moved > 1e3 * PROCESS_TOLERANCE  # the compared spectra do change between the records
 
 
+SPECTRA_SCRIPT = """
+import sys, torch
+import lrt
+from lrt.transformers.tracking import perturbation_spectra
+rt = lrt.runtime("cpu")
+vit = lrt.ViT(d_model=16, n_layers=1, n_heads=2, generator=0)   # 2 products x 2 heads = 4 matrices for 3 processes
+init = lrt.attention_products(vit)
+with torch.no_grad():
+    for p in vit.parameters():
+        p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1), dtype=p.dtype))
+spectra = perturbation_spectra(vit, init, runtime=rt)
+if rt.main:
+    torch.save({"world": rt.world, "spectra": spectra, "alone": perturbation_spectra(vit, init)}, sys.argv[1])
+rt.close()
+"""
+
+
+def test_spectra_shared_unevenly_between_three_processes_are_gathered_in_order(tmp_path):
+    script, out = tmp_path / "spectra.py", tmp_path / "spectra.pt"
+    script.write_text(SPECTRA_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=3", str(script), str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    res = torch.load(out, weights_only=True)
+    assert res["world"] == 3  # shares of 2, 2 and 0 matrices
+    for gathered, alone in zip(res["spectra"], res["alone"]):
+        torch.testing.assert_close(gathered, alone, rtol=0, atol=0)  # the same LAPACK call on each matrix
+        assert float(alone.min()) > 0
+
+
 def test_batch_must_split_evenly_between_processes():
     with pytest.raises(LrtError, match=r"batch: expected a multiple of the number of processes \(3\), got 64"):
         Runtime(world=3, rank=1).shard(64)
