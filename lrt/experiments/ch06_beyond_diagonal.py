@@ -5,6 +5,8 @@ with Adam from the ordinary initialisation: the perturbations Δ(W_K W_Qᵀ) and
 head are tracked through training (P1 Figs 3–5). The runs take minutes, so the chapter loads their
 committed results files (``lrt/data/ch06_*.pt``), written by ``python -m lrt run vit-rank`` (and
 ``gpt-rank``, ``init-scale-sweep``); a test checks that a short run reproduces their first rows.
+The same runs take ``--device cuda``, ``--precision bf16``, ``--text FILE`` / ``--images DIR``, model sizes,
+``--resume``, and run unchanged under ``torchrun --nproc_per_node=N`` (the section "At the paper's scale").
 """
 
 from __future__ import annotations
