@@ -48,14 +48,20 @@ def torchrun(*args, nproc=2, timeout=900):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
-def test_two_processes_track_the_same_spectra_as_one(tmp_path, capsys):
-    steps = 2 * ch06.VIT_TRAIN["every"]
-    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
-    assert main(["run", "vit-rank", "--steps", str(steps), "--out", str(one)]) == 0
-    out = torchrun("run", "vit-rank", "--steps", str(steps), "--device", "cpu", "--out", str(two))
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    """The book's ViT for 20 steps on two gloo processes (torchrun), and its directory."""
+    where = tmp_path_factory.mktemp("two")
+    out = torchrun("run", "vit-rank", "--steps", str(2 * ch06.VIT_TRAIN["every"]), "--device", "cpu", "--out", str(where / "two.pt"))
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip() == str(two)  # only rank 0 writes and prints
-    a, b = load_results(one), load_results(two)
+    assert out.stdout.strip() == str(where / "two.pt")  # only rank 0 writes and prints
+    return where
+
+
+def test_two_processes_track_the_same_spectra_as_one(tmp_path, two_process_run, capsys):
+    one = tmp_path / "one.pt"
+    assert main(["run", "vit-rank", "--steps", str(2 * ch06.VIT_TRAIN["every"]), "--out", str(one)]) == 0
+    a, b = load_results(one), load_results(two_process_run / "two.pt")
     assert b["config"].pop("processes") == 2 and a["config"] == b["config"]
     assert torch.equal(a["step"], b["step"]) and set(a) == set(b)
     torch.testing.assert_close(a["sv_qk_init"], b["sv_qk_init"], rtol=0, atol=0)  # same initial weights
@@ -63,6 +69,19 @@ def test_two_processes_track_the_same_spectra_as_one(tmp_path, capsys):
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=PROCESS_TOLERANCE, equal_nan=True, msg=key)
     moved = float((a["sv_qk"][-1] - a["sv_qk"][1]).abs().max())
     assert moved > 1e3 * PROCESS_TOLERANCE  # the compared spectra do change between the records
+
+
+def test_a_two_process_run_resumed_between_records_equals_the_uninterrupted_one(tmp_path, two_process_run):
+    out = tmp_path / "resumed.pt"
+    first = torchrun("run", "vit-rank", "--steps", "15", "--out", str(out))  # checkpoint at step 15, between records
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = torchrun("run", "vit-rank", "--steps", "20", "--resume", "--out", str(out))
+    assert second.returncode == 0, second.stderr[-3000:]
+    resumed, straight = load_results(out), load_results(two_process_run / "two.pt")
+    assert resumed["config"] == straight["config"] and resumed["step"].tolist() == [0, 10, 20]
+    for key, value in straight.items():  # each process takes up its own running loss sum again: bit for bit
+        if key != "config":
+            torch.testing.assert_close(resumed[key], value, rtol=0, atol=0, equal_nan=True, msg=key)
 
 
 SPECTRA_SCRIPT = """

@@ -321,22 +321,29 @@ def train(model: torch.nn.Module, task, *, steps: int, lr: float = 1e-3, optimiz
     settings = {"lr": lr, "optimizer": optimizer, "every": every, "keep": keep, "config": {k: v for k, v in (config or {}).items() if k != "steps"}}
     running, count, start = 0.0, 0, 0
     if resume and checkpoint.is_file():
-        start, running, count = _restore(checkpoint, settings, steps, model, opt, gen, tracker)
-        if not runtime.main:  # the checkpoint holds the sums over all processes; rank 0 carries them
-            running, count = 0.0, 0
+        start, shares = _restore(checkpoint, settings, steps, model, opt, gen, tracker)
+        if len(shares) == runtime.world:  # each process takes up its own running sum again
+            running, count = shares[runtime.rank]
+        else:  # a different number of processes: rank 0 carries the sums of all of them
+            running = sum(r for r, _ in shares) if runtime.main else 0.0
+            count = sum(c for _, c in shares) if runtime.main else 0
         if tracker.rows["step"][-1] % every:  # the closing record of a shorter run: recorded again below
             for values in tracker.rows.values():
                 values.pop()
 
     def record(step):
         nonlocal running, count
-        total, n = running, count
+        shares = [(running, count)]
         if runtime.distributed:  # each process holds the sum of its shares' mean losses
             import torch.distributed as dist
 
-            sums = torch.tensor([running, float(count)], dtype=torch.float64, device=runtime.device)
-            dist.all_reduce(sums)
-            total, n = float(sums[0]), int(sums[1])
+            mine = torch.tensor([running, float(count)], dtype=torch.float64, device=runtime.device)
+            parts = [torch.empty_like(mine) for _ in range(runtime.world)]
+            dist.all_gather(parts, mine)
+            shares = [(float(t[0]), int(t[1])) for t in parts]
+        total, n = shares[0]
+        for r, c in shares[1:]:  # in rank order, the same on every process
+            total, n = total + r, n + c
         train_loss = total / n if n else math.nan  # no mini-batch yet at step 0
         metrics = {"val_loss": math.nan}
         if runtime.main:
@@ -346,9 +353,9 @@ def train(model: torch.nn.Module, task, *, steps: int, lr: float = 1e-3, optimiz
         tracker.record(step, train_loss=train_loss, **metrics)
         if step % every == 0:
             running, count = 0.0, 0
-            total, n = 0.0, 0
+            shares = [(0.0, 0)] * len(shares)
         if checkpoint is not None and runtime.main and step > 0 and (step % checkpoint_every == 0 or step == steps):
-            _save_checkpoint(checkpoint, settings, step, model, opt, gen, tracker, total, n)
+            _save_checkpoint(checkpoint, settings, step, model, opt, gen, tracker, shares)
 
     if tracker is not None and not tracker.rows:
         record(0)
@@ -379,16 +386,17 @@ def train(model: torch.nn.Module, task, *, steps: int, lr: float = 1e-3, optimiz
     return tracker.results(config) if runtime.main else None
 
 
-def _save_checkpoint(path: Path, settings: dict, step: int, model, opt, gen, tracker: Tracker, running: float, count: int) -> None:
+def _save_checkpoint(path: Path, settings: dict, step: int, model, opt, gen, tracker: Tracker, shares: list) -> None:
+    """``shares``: every process's (sum of its mini-batch losses since the last record, their number)."""
     state = {"format": "lrt-checkpoint-1", "settings": settings, "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
-             "generator": gen.get_state(), "tracker": tracker.state(), "running": running, "count": count}
+             "generator": gen.get_state(), "tracker": tracker.state(), "shares": [list(s) for s in shares]}
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     torch.save(state, partial)
     os.replace(partial, path)  # a checkpoint is never half-written
 
 
-def _restore(path: Path, settings: dict, steps: int, model, opt, gen, tracker: Tracker) -> tuple[int, float, int]:
+def _restore(path: Path, settings: dict, steps: int, model, opt, gen, tracker: Tracker) -> tuple[int, list]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         ok = isinstance(state, dict) and state.get("format") == "lrt-checkpoint-1"
@@ -408,7 +416,7 @@ def _restore(path: Path, settings: dict, steps: int, model, opt, gen, tracker: T
     opt.load_state_dict(state["optimizer"])
     gen.set_state(state["generator"])
     tracker.restore(state["tracker"])
-    return state["step"], state["running"], state["count"]
+    return state["step"], [(float(r), int(c)) for r, c in state["shares"]]
 
 
 def _sv_series(results: dict, which: str, k: int) -> torch.Tensor:
