@@ -468,3 +468,30 @@ def test_the_part_ii_figures_are_listed_and_cheap_ones_render(tmp_path, capsys):
     for name in ("p2-attention", "p2-rank-vs-classes", "p2-lora"):
         target = tmp_path / f"{name}.png"
         assert main(["figure", name, "--out", str(target)]) == 0 and target.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_short_run_reproduces_the_attention_rate_file():
+    """Seed 0 under both seedings, 50 steps: the first two log entries of the committed 500-step runs (to round-off,
+    which differs between CPUs), and the part seeds are the ones the file was made with."""
+    from lrt.experiments import ch07_p2_model as ch07
+
+    short = ch07.rate_record(steps=50, seeds=(0,))
+    saved = torch.load(ch07.RATE_FILE, weights_only=True)
+    assert saved["seeds"].tolist() == list(range(60)) and saved["derived/attention"].shape == (60, 11)
+    for seeding in ch07.SEEDINGS:
+        for key in ("steps", "test_hinge", "test_error", "attention"):
+            assert torch.allclose(short[f"{seeding}/{key}"][0], saved[f"{seeding}/{key}"][0, :2], rtol=0, atol=1e-9), (seeding, key)
+    assert ch07.part_seeds("derived", 0) == p2.seeds_for(0, 5) and len(set(ch07.part_seeds("independent", 0))) == 5
+
+
+@pytest.mark.parametrize("part_seeds", [(1, 2, 3), (1, 2, 3, 4, -5), (1, 2, 3, 4, 5.0), "12345"])
+def test_part_seeds_must_be_five_non_negative_ints(part_seeds):
+    with pytest.raises(lrt.LrtError, match="part_seeds: expected five ints >= 0"):
+        p2.setup_p2(p2.P2Config(n_train=8, n_test=4), part_seeds=part_seeds)
+
+
+def test_part_seeds_replace_the_derived_seeds():
+    cfg = p2.P2Config(n_train=8, n_test=4)
+    a = p2.setup_p2(cfg, seed=3)
+    b = p2.setup_p2(cfg, seed=99, part_seeds=p2.seeds_for(3, 5))
+    assert torch.equal(a[1].X, b[1].X) and torch.equal(a[0].W_O, b[0].W_O) and a[3] == b[3]
