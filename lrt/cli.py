@@ -75,7 +75,8 @@ def _ledger(args) -> int:
     else:
         for r in results:
             print(r)
-        print(f"{sum(r.passed for r in results)} passed, {sum(not r.passed for r in results)} failed")
+        moved = sum(r.passed and r.tolerance_set != "fixed before" for r in results)
+        print(f"{sum(r.passed for r in results)} passed ({moved} with a tolerance moved after measurement), {sum(not r.passed for r in results)} failed")
     return 0 if all(r.passed for r in results) else 1
 
 
