@@ -316,13 +316,15 @@ def _figure_training():
     for s in SEEDS:
         log = default_run(s).log
         t = log.steps.numpy()
-        ax0.semilogy(t, log.train_hinge.clamp_min(1e-5), "-", color=f"C{s}", label=f"seed {s}: train (500 samples)")
-        ax0.semilogy(t, log.test_hinge.clamp_min(1e-5), "--", color=f"C{s}", label=f"seed {s}: test")
+        ax0.semilogy(t, log.train_hinge.clamp_min(1e-5), "-", color=f"C{s}", label=f"seed {s}")
+        ax0.semilogy(t, log.test_hinge.clamp_min(1e-5), "--", color=f"C{s}")
         ax1.plot(t, log.test_error, "o-", color=f"C{s}", ms=3, label=f"seed {s}")
     ax0.set(xlabel="SGD step t", ylabel="hinge loss", title="hinge loss")
     ax1.set(xlabel="SGD step t", ylabel="test 0-1 error", title="test 0-1 error")
-    ax0.legend(fontsize=7, ncol=2)
-    ax1.legend(fontsize=8)
+    ax0.plot([], [], "-", color="k", label="train (500 samples)")
+    ax0.plot([], [], "--", color="k", label="test")
+    ax0.legend(fontsize=9, loc="upper right")
+    ax1.legend(fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -348,7 +350,7 @@ def _figure_attention():
     ax0.text(500, ATTENTION_AT_INIT - 0.015, "3e/(3e+17): identity init", ha="right", va="top", fontsize=9)
     ax0.text(500, 3 / 20 - 0.015, "uniform 3/20", ha="right", va="top", fontsize=9)
     ax0.set(xlabel="SGD step t", ylabel="relevant attention mass", ylim=(0, 1))
-    ax0.legend(fontsize=9, loc="upper left")
+    ax0.legend(fontsize=9, loc="lower left")
     order = np.argsort(table["relevant"])
     x = np.arange(len(order))
     bottom = np.zeros(len(x))

@@ -236,16 +236,21 @@ def _figure_spectra():
     import matplotlib.pyplot as plt
 
     sp = spectra()
-    fig, axes = plt.subplots(1, 4, figsize=(12, 3.3), sharey=True)
-    for ax, w in zip(axes, WEIGHTS):
-        for s, spec in zip(SEEDS, sp[w]):  # the first three of seeds 0–9
+    fig, axes = plt.subplots(2, 2, figsize=(8, 6), sharey=True, sharex=True)
+    for ax, w in zip(axes.flat, WEIGHTS):
+        for s, spec in zip(SEEDS, sp[w]):  # seeds 0, 1, 2
             sigma = spec["sigma"]
             ax.semilogy(np.arange(1, 21), (sigma[:20] / sigma[0]).numpy(), "o-", ms=3, color=f"C{s}", label=f"seed {s}")
         ax.axhline(RANK_CUT, color="k", ls=":", lw=1)
-        ax.set(title=f"$\\Delta W_{w[-1]}$", xlabel="index j", xticks=[1, 5, 10, 15, 20])
-    axes[0].set(ylabel=r"$\sigma_j / \sigma_1$", ylim=(1e-4, 1.5))
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
+        ax.set_title(f"$\\Delta W_{w[-1]}$", fontsize=12)
+        ax.set(xticks=[1, 5, 10, 15, 20], ylim=(1e-4, 1.5))
+    for ax in axes[1]:
+        ax.set_xlabel("index j", fontsize=11)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(r"$\sigma_j / \sigma_1$", fontsize=11)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=11, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     return fig
 
 
@@ -278,7 +283,7 @@ def _figure_rank_vs_classes():
         ax.axhline(RANK_CUT, color="k", ls=":", lw=1)
         ax.set(title=f"$\\Delta W_{w[-1]}$", xlabel="index j", xticks=range(1, 11))
     axes[0].set(ylabel=r"$\sigma_j / \sigma_1$", ylim=(1e-4, 1.5))
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=10)
     fig.tight_layout()
     return fig
 

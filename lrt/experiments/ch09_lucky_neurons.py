@@ -168,7 +168,7 @@ def _figure_row_norms():
             ax.hist(st[key][st["a_sign"] == sign].numpy(), bins=bins, color=colour, alpha=0.6, label=label)
         ax.set(title=title, xlabel=r"$\|W_O[i]\|$", ylabel="neurons")
     axes[1].axvline(0.5 * st["final"].max().item(), color="k", ls=":", lw=1, label="0.5 · max")
-    axes[1].legend(fontsize=8)
+    axes[1].legend(fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -186,6 +186,6 @@ def _figure_pruning():
             ax.fill_between(R, vals.min(axis=0), vals.max(axis=0), color=f"C{i}", alpha=0.2)
         ax.axvspan(0, 0.3, color="k", alpha=0.05)
         ax.set(xlabel="pruning rate R", ylabel=f"test {'hinge loss' if key == 'hinge' else '0-1 error'}")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=10)
     fig.tight_layout()
     return fig
