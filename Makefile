@@ -68,7 +68,7 @@ nbval: $(STAMP)
 
 ## execute: re-execute notebooks in place (all, or NOTEBOOKS=path/to/chapter.ipynb)
 execute: $(STAMP)
-	$(PY) -m lrt._execute $(NOTEBOOKS)
+	$(PY) -m lrt.book.execute $(NOTEBOOKS)
 
 ## lab: install JupyterLab into .venv once and open book/ in it
 lab: $(STAMP)
