@@ -35,6 +35,14 @@ BOOK = ROOT / "book"
 NAMESPACES = ("lrt", "lrt.p2")
 #: what ``lrt.check(id)`` displays: ``P1.conservation [pass] measured 6.37e-12 (tolerance: ...); detail``
 CHECK_LINE = re.compile(r"^(?P<id>P\d\.\w+) \[(?P<verdict>[^\]]+)\] measured (?P<value>\S+?)(?: \(tolerance: |$)")
+#: the admonition every chapter opens with (tests/test_book.py checks its form)
+GLANCE = re.compile(
+    r":::\{admonition\} Chapter at a glance\n:class: tip\n"
+    r"\*\*Objectives\.\*\* (?P<objectives>.+?)\n"
+    r"\*\*Prerequisites\.\*\* (?P<prerequisites>.+?)\n"
+    r"\*\*Time\.\*\* about (?P<reading>\d+) min reading, (?P<running>\d+) min running\.\n:::",
+    re.S,
+)
 DEFINED_IN = re.compile(r"Defined in :ref:`([\w-]+)`")
 
 
@@ -49,6 +57,17 @@ class Chapter:
     docname: str
     code: str
     outputs: list[str] = field(default_factory=list)
+    markdown: str = ""
+
+    @property
+    def glance(self) -> dict | None:
+        """The chapter's "Chapter at a glance" admonition: objectives, prerequisites, minutes."""
+        m = GLANCE.search(self.markdown)
+        return m.groupdict() if m else None
+
+    @property
+    def exercises(self) -> list[str]:
+        return re.findall(r"[:`]{3,}\{exercise\}[^\n]*\n(?::[^\n]*\n)*?:label: ([\w-]+)", self.markdown)
 
 
 @functools.lru_cache(maxsize=None)
@@ -70,7 +89,8 @@ def chapters() -> tuple[Chapter, ...]:
                 text = out.get("data", {}).get("text/plain", out.get("text", ""))
                 outputs.append("".join(text) if isinstance(text, list) else text)
         docname = path.relative_to(ROOT).with_suffix("").as_posix()
-        found.append(Chapter(label.group(1), path, title.group(1).strip(), docname, code, outputs))
+        markdown = "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        found.append(Chapter(label.group(1), path, title.group(1).strip(), docname, code, outputs, markdown))
     return tuple(found)
 
 
@@ -265,6 +285,50 @@ class ApiDirective(Directive):
         return "\n".join(out)
 
 
+class SyllabusDirective(Directive):
+    """Sessions -> chapters, with each chapter's objectives, prerequisites and time (from its
+    "Chapter at a glance"), and its exercises. Content: one line per session, ``Title | ch-a ch-b``."""
+
+    has_content = True
+
+    def run(self):
+        by_label = chapter_by_label()
+        sections = []
+        for n, line in enumerate(l for l in self.content if l.strip()):
+            title, _, labels = line.partition("|")
+            chs = [by_label[label] for label in labels.split()]
+            text = self._session_text(chs)
+            section = nodes.section(ids=[f"session-{n + 1}"], names=[f"session {n + 1}"])
+            section += nodes.title(title.strip(), title.strip())
+            self.state.document.note_implicit_target(section)
+            container = nodes.container()
+            self.state.nested_parse(text.splitlines(), self.content_offset, container)
+            section.extend(container.children)
+            sections.append(section)
+        return sections
+
+    @staticmethod
+    def _session_text(chs: list[Chapter]) -> str:
+        glances = [c.glance for c in chs]
+        lines = ["- **Chapters.** " + ", ".join(f"{{ref}}`{c.label}`" for c in chs)]
+        if all(glances):
+            reading = sum(int(g["reading"]) for g in glances)
+            running = sum(int(g["running"]) for g in glances)
+            lines.append(f"- **Time.** about {reading} min reading and {running} min running the chapters"
+                         + (" (" + "; ".join(f"chapter {chapters().index(c) + 1}: {g['reading']} + {g['running']} min" for c, g in zip(chs, glances)) + ")" if len(chs) > 1 else ""))
+        else:
+            lines.append("- **Time.** see each chapter's opening")
+        for c, g in zip(chs, glances):
+            if g:
+                lines.append(f"- **Objectives ({{ref}}`{c.label}`).** " + " ".join(g["objectives"].split()))
+                lines.append(f"- **Prerequisites ({{ref}}`{c.label}`).** " + " ".join(g["prerequisites"].split()))
+        exercises = [e for c in chs for e in c.exercises]
+        if exercises:
+            lines.append("- **Exercises to assign.** " + ", ".join(f"{{ref}}`{e}`" for e in exercises)
+                         + " (solutions are in the instructor edition only)")
+        return "\n".join(lines) + "\n"
+
+
 class results_index(nodes.General, nodes.Element):
     """Placeholder for the index of results, filled once every page has been read."""
 
@@ -449,6 +513,7 @@ def setup(app):
     app.add_directive("lrt-ledger", LedgerDirective)
     app.add_directive("lrt-api", ApiDirective)
     app.add_directive("lrt-results", ResultsDirective)
+    app.add_directive("lrt-syllabus", SyllabusDirective)
     app.add_node(results_index)
     # before the toc collector (priority 500), so the section appears in the page's contents
     app.connect("doctree-read", _add_functions_used, priority=400)
