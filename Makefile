@@ -54,6 +54,23 @@ book: $(STAMP) $(MATHJAX)/tex-mml-chtml.js
 	$(PY) -m tests.check_html _build/html
 	@echo "The book is in _build/html/index.html"
 
+## student: build the student edition (solutions removed) into _build/student/html and _build/student/notebooks
+student: $(STAMP) $(MATHJAX)/tex-mml-chtml.js
+	$(PY) book/_ext/student.py _build/student-src
+	$(VENV)/bin/jupyter-book build _build/student-src -W -n --keep-going
+	rm -rf _build/student && mkdir -p _build/student
+	cp -r _build/student-src/_build/html _build/student/html
+	mkdir -p _build/student/notebooks && cd _build/student-src && find book -name "*.ipynb" -not -path "*/_build/*" -exec cp --parents {} ../student/notebooks/ \;
+	$(PY) -m tests.check_html _build/student/html
+	$(PY) -m tests.check_student _build/student
+	@echo "The student edition is in _build/student/html/index.html, its notebooks in _build/student/notebooks"
+
+## test-browser: open every built page in headless Chromium, offline (needs make book and Debian's chromium)
+test-browser: $(STAMP)
+	test -f _build/html/index.html || $(MAKE) book
+	@command -v chromium >/dev/null || { echo "make test-browser: needs Debian's chromium: apt-get install chromium (.ci/run installs it)"; exit 1; }
+	$(PY) -m tests.browser_check _build/html --screenshots _build/screenshots --json _build/screenshots/report.json
+
 ## test: run pytest and strict nbval (what CI runs; needs no browser)
 test: pytest nbval
 

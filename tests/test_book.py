@@ -101,15 +101,6 @@ def test_the_internal_words_check_can_fail():
         assert not internal_hits("example", text), text
 
 
-GLANCE = re.compile(
-    r":::\{admonition\} Chapter at a glance\n:class: tip\n"
-    r"\*\*Objectives\.\*\* (?P<objectives>.+?)\n"
-    r"\*\*Prerequisites\.\*\* (?P<prerequisites>.+?)\n"
-    r"\*\*Time\.\*\* about (?P<reading>\d+) min reading, (?P<running>\d+) min running\.\n:::",
-    re.S,
-)
-
-
 def chapter_at_a_glance(path: Path) -> re.Match | None:
     """The admonition, if it opens the chapter: in the title cell after the title, or in the next
     markdown cell, before any code."""
@@ -117,7 +108,7 @@ def chapter_at_a_glance(path: Path) -> re.Match | None:
     for cell in cells[:2]:
         if cell["cell_type"] != "markdown":
             return None
-        match = GLANCE.search("".join(cell["source"]))
+        match = _load_extension().GLANCE.search("".join(cell["source"]))
         if match:
             return match
     return None
@@ -164,3 +155,49 @@ def test_each_chapter_page_offers_its_notebook():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["html"]["use_download_button"] is True
     assert config["sphinx"]["config"]["html_theme_options"]["use_download_button"] is True
+
+
+# ----------------------------------------------------------------------------- student edition
+
+
+def _student():
+    sys.path.insert(0, str(BOOK / "_ext"))
+    import student  # book/_ext/student.py
+
+    return student
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_student_edition_removes_every_solution_and_keeps_every_exercise(path):
+    student = _student()
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    stripped, removed = student.strip_notebook(nb)
+    n_solutions = student.solution_count(nb)
+    assert n_solutions >= 3, f"{path.name}: expected the chapter's exercises to have solutions"
+    assert student.solution_count(stripped) == 0
+    text = "\n".join("".join(c["source"]) for c in stripped["cells"])
+    assert "{solution" not in text
+    count = lambda t: len(re.findall(r"\{exercise\}", t))  # noqa: E731
+    assert count(text) == count("\n".join("".join(c["source"]) for c in nb["cells"])) >= 3
+    assert removed, f"{path.name}: nothing removed"
+
+
+def test_student_leak_check_can_fail(tmp_path):
+    """The leak check (tests/check_student.py) finds the solutions in the instructor notebooks and none
+    in the student ones. (make student runs it on the built HTML as well.)"""
+    sys.path.insert(0, str(ROOT))
+    from tests import check_student
+
+    student = _student()
+    for edition, strip in (("instructor", False), ("student", True)):
+        (tmp_path / edition / "html").mkdir(parents=True)
+        (tmp_path / edition / "html" / "page.html").write_text("<p>a page</p>")
+        for path in CHAPTERS:
+            nb = json.loads(path.read_text(encoding="utf-8"))
+            target = tmp_path / edition / "notebooks" / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(json.dumps(student.strip_notebook(nb)[0] if strip else nb))
+    problems, _, n_notebooks, n_lines = check_student.leaks(tmp_path / "instructor")
+    assert n_notebooks == len(CHAPTERS) and n_lines >= 3 * len(CHAPTERS)
+    assert len(problems) >= n_lines, "the check must find every solution line in the instructor notebooks"
+    assert check_student.leaks(tmp_path / "student")[0] == []

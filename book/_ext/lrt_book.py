@@ -508,8 +508,15 @@ def _fill_results(app, doctree, fromdocname):
         node.replace_self(table)
 
 
+def _edition_tag(app, config):
+    """``{only} student`` / ``{only} instructor`` blocks: the edition is a config value (make student sets it)."""
+    app.tags.add(config.lrt_edition)
+
+
 def setup(app):
     app.add_config_value("lrt_functions_used", True, "env")
+    app.add_config_value("lrt_edition", "instructor", "env")
+    app.connect("config-inited", _edition_tag)
     app.add_directive("lrt-ledger", LedgerDirective)
     app.add_directive("lrt-api", ApiDirective)
     app.add_directive("lrt-results", ResultsDirective)
