@@ -11,6 +11,7 @@ For every HTML page under the build (``_static/`` and ``_sources/`` excepted) it
 - no request left the machine: every URL the page asked for is ``file:``, ``data:``, ``blob:`` or
   ``about:`` (the browser runs with its network emulated offline and, where ``unshare`` allows, in a
   network namespace of its own with no interface up);
+- a chapter page links its notebook (the download button), and the link is a file of the build;
 - nothing overflows horizontally: neither the page nor any element of the article is wider than the
   space it is shown in (a wide table or printout that scrolls or is cut off counts);
 
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -88,7 +90,8 @@ PAGE_REPORT = r"""
       });
     }
   }
-  return {title: document.title, maths: maths.length, unrendered, texErrors, delimiters, images, overflow};
+  const downloads = Array.from(document.querySelectorAll('a[href$=".ipynb"]')).map(a => a.href);
+  return {title: document.title, maths: maths.length, unrendered, texErrors, delimiters, images, overflow, downloads};
 })()
 """
 
@@ -234,6 +237,11 @@ def problems(report: dict) -> list[str]:
     bad = [i["src"] for i in report["images"] if not i["ok"]]
     if bad:
         out.append(f"{len(bad)} of {len(report['images'])} images did not load: {bad[:3]}")
+    if report["page"].startswith("book/part") and not report.get("downloads"):
+        out.append("no download link for the chapter's notebook")
+    for url in report.get("downloads", []):
+        if not url.startswith("file:") or not Path(unquote(urlparse(url).path)).is_file():
+            out.append(f"the notebook download {url} is not a file of the build")
     if report["remote"]:
         out.append(f"requests that would leave the machine: {report['remote'][:5]}")
     for o in report["overflow"]:
