@@ -244,11 +244,11 @@ class ApiDirective(Directive):
         groups: dict[str | None, list[str]] = {}
         for full, (_, _, label) in entries.items():
             groups.setdefault(label if label in chapter_by_label() else None, []).append(full)
-        for ch in chapters():
+        for number, ch in enumerate(chapters(), 1):
             names = groups.get(ch.label, [])
             if not names:
                 continue
-            sections.append(self._section(ch.title, f"api-{ch.label}", self._chapter_text(ch, names)))
+            sections.append(self._section(f"Chapter {number}: {ch.title}", f"api-{ch.label}", self._chapter_text(ch, names)))
         if groups.get(None):
             sections.append(self._section("Errors and other names", "api-other", self._entries_text(groups[None])))
         return sections
