@@ -1,4 +1,7 @@
-"""Sphinx extension of the book (``book/_ext``; outside the package, which it only reads): pages generated from the package and from the executed chapters.
+"""The book's Sphinx extension: pages generated from the package and from the executed chapters.
+
+It lives in ``book/_ext`` (a local extension, see ``_config.yml``), outside the package, which it only
+reads: it sits above every layer of ``lrt``.
 
 Nothing here measures anything. At build time it only reads what is committed:
 
@@ -8,6 +11,8 @@ Nothing here measures anything. At build time it only reads what is committed:
 - ``{lrt-api}``: the library pages, one section per chapter, from the docstrings (autodoc): the public
   functions the chapter derives, then its experiments module, each with the chapters that call it;
 - ``{lrt-results}``: the index of the book's definitions, theorems and algorithms, by title;
+- ``{lrt-syllabus}``: sessions -> chapters, with each chapter's "Chapter at a glance" and exercises;
+- ``{only} student`` / ``{only} instructor``: the edition (config ``lrt_edition``, set by make student);
 - a section "Functions used in this chapter" at the end of every chapter, linking the API entries of
   the ``lrt`` functions its code cells call.
 
