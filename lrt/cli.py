@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a long experiment and write its results file")
     run.add_argument("name", nargs="?", metavar="NAME")
     run.add_argument("--steps", type=int, help="training steps (default: the book's)")
-    run.add_argument("--out", type=Path, help="results file (default: the one the book loads)")
+    run.add_argument("--out", type=Path, help="results file (default: the one the book loads, for a run with the book's settings; ./NAME.pt otherwise)")
     run.add_argument("--list", action="store_true")
     where = run.add_argument_group("device, processes and data (chapter 6's runs; under torchrun each process joins the run)")
     where.add_argument("--device", help="cpu (the default: deterministic) or cuda (one GPU per process)")
@@ -117,7 +117,12 @@ def _run(args) -> int:
     if args.steps is not None and args.steps < 1:
         raise LrtError(f"--steps: expected a positive int, got {args.steps}")
     options = _options(args, RUN_OPTIONS, task)
-    path = task.fn(steps=args.steps, out=args.out, progress=True, **options)
+    out = args.out
+    if out is None and (args.steps is not None or set(options) - {"device"}):
+        # the committed results file (which the book loads) is rewritten only by a run with the book's settings
+        out = Path(f"{args.name}.pt")
+        print(f"{args.name}: settings differ from the book's; writing {out} (pass --out to choose)", file=sys.stderr)
+    path = task.fn(steps=args.steps, out=out, progress=True, **options)
     if path is not None:  # under torchrun only rank 0 writes the results file
         print(path)
     return 0
