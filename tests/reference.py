@@ -76,13 +76,13 @@ def log_flow_crossings(X, y, ubar, vbar, log_alpha, levels, tau_end, rtol=1e-11,
     H = X.T @ X / N
 
     def w_of(G):
-        return np.exp(la - 2 * G) - np.exp(lb + 2 * G)
+        return np.exp(np.minimum(la - 2 * G, 300.0)) - np.exp(np.minimum(lb + 2 * G, 300.0))  # trial steps stay finite
 
     def rhs(_tau, G):  # dG/dτ = ℓ g(w(G))
         return ell * (X.T @ (X @ w_of(G) - y)) / N
 
     def jac(_tau, G):
-        return ell * H * (-2 * (np.exp(la - 2 * G) + np.exp(lb + 2 * G)))[None, :]
+        return ell * H * (-2 * (np.exp(np.minimum(la - 2 * G, 300.0)) + np.exp(np.minimum(lb + 2 * G, 300.0))))[None, :]
 
     def event(level):
         def f(_tau, G):
