@@ -182,14 +182,15 @@ def _fast_phase(problem, w, signs, start, *, eps, zero_level, kkt_tol, time_cap)
     x[start] = signs[start] * eps
     elapsed, segment = 0.0, _FIRST_SEGMENT
     while True:
-        x, dt = _flow(problem, x, zero_level, min(segment, time_cap - elapsed))
+        duration = min(segment, time_cap - elapsed)
+        x, dt = _flow(problem, x, zero_level, duration)
         elapsed += dt
         candidate = _polish(problem, x, face, signs, kkt_tol)
         res = kkt_residual(problem.loss_and_grad_numpy(candidate)[1], candidate, face, signs)
         close = np.abs(candidate - x).max() <= _CONFIRM_TOL * max(1.0, np.abs(x).max())
         if res <= kkt_tol and close:
             return candidate, res, True
-        if elapsed >= time_cap:
+        if elapsed >= time_cap or dt < duration:  # the time cap, or every coordinate switched off
             return x, kkt_residual(problem.loss_and_grad_numpy(x)[1], x, face, signs), False
         segment *= 10.0
 
