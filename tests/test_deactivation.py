@@ -238,3 +238,21 @@ def test_log_engine_is_exact_up_to_the_guard():
 def test_designs_need_a_row_and_a_column(shape):
     with pytest.raises(lrt.LrtError, match=r"X: expected at least one row \(sample\) and one column"):
         lrt.DiagonalLinearRegression(torch.zeros(shape), torch.zeros(shape[0]))
+
+
+def test_bisection_crossings_equal_the_sampled_ones_on_a_log_engine_path():
+    # the staircase benchmark evaluates the loss only where it bisects for crossings (loss=False)
+    from lrt.experiments import ch03_algorithm1 as ch03
+
+    problem, stairs = ch03.correlated_regression(), ch03.correlated_staircase()
+    ubar, vbar = lrt.small_init(problem.dim, 1.0, generator=1)
+    la = -50 * math.log(10)
+    path = lrt.log_variable_flow(problem, ubar, vbar, log_alpha=la, t_end=1.1 * stairs.tau[-1].item() * -la, n_eval=None, rtol=1e-6)
+    bare = lrt.log_variable_flow(problem, ubar, vbar, log_alpha=la, t_end=1.1 * stairs.tau[-1].item() * -la, n_eval=None, rtol=1e-6, loss=False)
+    assert bare.loss is None and torch.equal(bare.w, path.w)
+    tau, levels = path.t / -la, ch03.midpoint_levels(stairs)
+    expected = lrt.crossing_times(tau, path.loss, levels)
+    assert not expected.isnan().any()
+    torch.testing.assert_close(ch03.first_crossings(problem, tau, path.w, levels), expected, rtol=1e-12, atol=0)
+    with pytest.raises(lrt.LrtError, match="loss: expected True or False"):
+        lrt.log_variable_flow(problem, ubar, vbar, log_alpha=la, t_end=1.0, loss="no")

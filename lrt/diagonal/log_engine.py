@@ -36,13 +36,14 @@ _IMPLICIT = ("LSODA", "BDF", "Radau")
 
 @dataclass(frozen=True)
 class LogTrajectory:
-    """Sampled path of the log-variable engine: ``t`` ``(T,)``, ``G`` and ``w`` ``(T, p)``, ``loss`` ``(T,)``;
-    ``n_grad`` gradient and ``n_hessian`` Hessian evaluations (the exact Jacobian of an implicit method)."""
+    """Sampled path of the log-variable engine: ``t`` ``(T,)``, ``G`` and ``w`` ``(T, p)``, ``loss`` ``(T,)`` (None
+    when the run was asked not to evaluate it); ``n_grad`` gradient and ``n_hessian`` Hessian evaluations (the
+    exact Jacobian of an implicit method)."""
 
     t: torch.Tensor
     G: torch.Tensor
     w: torch.Tensor
-    loss: torch.Tensor
+    loss: torch.Tensor | None
     n_grad: int
     log_alpha: float
     n_hessian: int = 0
@@ -74,6 +75,7 @@ def log_variable_flow(
     method: str = "LSODA",
     rtol: float = 1e-8,
     atol: float = 1e-10,
+    loss: bool = True,
 ) -> LogTrajectory:
     """Gradient flow from u(0) = α ū, v(0) = α v̄, integrated in the log variables G.
 
@@ -91,6 +93,8 @@ def log_variable_flow(
             on α); the implicit ones (LSODA, BDF, Radau) get the exact Jacobian −2 ∇²F(w) diag(|a|²/4 + |b|²/4)
             from the problem's Hessian instead of finite differences.
         rtol, atol: the solver's tolerances (finite, > 0).
+        loss: evaluate F at every sample (``LogTrajectory.loss``); with False it is None (each sample costs a
+            forward pass, more than the solver itself where only a few crossings of the loss are needed).
 
     >>> problem = DiagonalLinearRegression(torch.eye(2), torch.tensor([1.0, -1.0]))
     >>> path = log_variable_flow(problem, torch.ones(2), torch.tensor([1.0, -1.0]), log_alpha=-230.0, t_end=600.0)
@@ -141,6 +145,8 @@ def log_variable_flow(
             "the flow diverges or t_end is too long"
         )
     w = torch.from_numpy(w_of_G(G, ubar, vbar, log_alpha))
+    if not isinstance(loss, bool):
+        raise LrtError(f"loss: expected True or False, got {loss!r}")
     return LogTrajectory(
-        torch.from_numpy(sol.t.copy()), torch.from_numpy(G), w, problem.losses(w), count[0], log_alpha, count[1]
+        torch.from_numpy(sol.t.copy()), torch.from_numpy(G), w, problem.losses(w) if loss else None, count[0], log_alpha, count[1]
     )
