@@ -7,7 +7,6 @@ the minimum-ℓ1 interpolator), and the ``staircase`` benchmark.
 
 from __future__ import annotations
 
-import html
 import math
 import time
 from dataclasses import dataclass
@@ -198,20 +197,6 @@ def correlated_convergence() -> dict:
     x = np.array([1 / -log_alpha(e) for e in CORRELATED_EXPONENTS])
     times = np.array(times)
     return {"times": times, "extrapolated": np.polyfit(x, times, 2)[-1]}
-
-
-def html_table(header, rows) -> str:
-    """A small HTML table (it fits the book's width) from a header (HTML) and rows of formatted cells (text,
-    escaped).
-
-    >>> html_table(["k", "τ<sub>k</sub>"], [[1, "< 1e-10"]])
-    '<table><thead><tr><th>k</th><th>τ<sub>k</sub></th></tr></thead><tbody><tr><td>1</td><td>&lt; 1e-10</td></tr></tbody></table>'
-
-    Defined in :ref:`ch-algorithm1`.
-    """
-    head = "".join(f"<th>{h}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 # --- claims -------------------------------------------------------------------------------------

@@ -319,17 +319,6 @@ def _stable_rank_axes(axes, res: dict, title: str) -> None:
         ax.legend(fontsize=8)
 
 
-def table(header: list[str], rows: list[list]) -> "IPython.display.HTML":
-    """A small HTML table (numbers already formatted as strings) that fits the book's page."""
-    from html import escape
-
-    from IPython.display import HTML
-
-    head = "".join(f"<th>{escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return HTML(f'<table class="lrt-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
-
-
 @register_figure("vit-gpt-stable-rank", chapter=CHAPTER, caption="Stable rank of the learned perturbations through training, mean ± std over the heads of each layer, for the ViT (digits) and the character GPT.")
 def _figure_stable_rank():
     import matplotlib.pyplot as plt

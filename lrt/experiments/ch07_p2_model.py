@@ -140,28 +140,6 @@ def max_weight_gap(a: P2Run, b: P2Run) -> float:
     return max((getattr(a.model, n) - getattr(b.model, n)).abs().max().item() for n in WEIGHTS)
 
 
-class Table:
-    """A small table for a notebook: an HTML table that wraps to the page (``_repr_html_``) and the same
-    rows as aligned plain text (``__repr__``). Cells are shown as given (strings)."""
-
-    def __init__(self, header, rows, caption: str = ""):
-        self.header, self.rows, self.caption = [str(h) for h in header], [[str(c) for c in r] for r in rows], caption
-
-    def _repr_html_(self) -> str:
-        import html
-
-        cap = f"<caption style='text-align:left'>{html.escape(self.caption)}</caption>" if self.caption else ""
-        head = "".join(f"<th style='text-align:right'>{html.escape(h)}</th>" for h in self.header)
-        body = "".join("<tr>" + "".join(f"<td style='text-align:right'>{html.escape(c)}</td>" for c in r) + "</tr>" for r in self.rows)
-        return f"<table style='max-width:100%'>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-    def __repr__(self) -> str:
-        widths = [max(len(x) for x in col) for col in zip(self.header, *self.rows)]
-        lines = [self.caption] if self.caption else []
-        lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in [self.header, *self.rows]]
-        return "\n".join(lines)
-
-
 # --- claims -------------------------------------------------------------------------------------
 
 
