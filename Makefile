@@ -55,7 +55,7 @@ nbval: $(STAMP)
 	  --nbval-sanitize-with tests/nbval_sanitize.cfg -o norecursedirs="_build .* node_modules" book
 
 execute: $(STAMP)
-	$(PY) -m lrt._execute $(NOTEBOOKS)
+	$(PY) -m lrt.book.execute $(NOTEBOOKS)
 
 lab: $(STAMP)
 	$(PY) -m pip install --quiet $(JUPYTERLAB)

@@ -1,56 +1,55 @@
 """lrt: the executable companion to the book *Low-rank training dynamics of transformers*.
 
-The package root only re-exports; code lives in the submodules. Every public function
-names, at the end of its docstring, the chapter label of the book that derives it.
+The public API: this module only re-exports, from layers that import one way only::
+
+    lrt.experiments, lrt.cli      the book's chapters and the command line (call the public API)
+    lrt (this module), lrt.p2     the public API (re-exports, ``__all__``)
+    lrt.book                      ledger, figures, runs and benchmarks, notebook execution
+    lrt.diagonal, lrt.transformers, lrt.p2's modules   the implementation, one subpackage per part
+    lrt.core                      errors, input checks, reproducibility, results files, number format
+
+Every public function names, at the end of its docstring, the chapter label of the book that
+derives it.
 """
 
-
-class LrtError(ValueError):
-    """The one error type of lrt: bad input, with the argument named and what was expected.
-
-    A subclass of ``ValueError``, so ``except ValueError`` catches it too.
-    """
-
-
-class LrtTypeError(LrtError, TypeError):
-    """An argument of the wrong type (also a ``TypeError``)."""
-
-
-__version__ = "0.1.0"
-
-from lrt.repro import reproducible  # noqa: E402
-from lrt.models import (  # noqa: E402
+from lrt.core.errors import LrtError, LrtTypeError
+from lrt.core.formatting import below, shown
+from lrt.core.repro import reproducible
+from lrt.core.results import load_results, save_results
+from lrt.diagonal.problems import (
     DiagonalProblem,
     DiagonalLinearRegression,
     DiagonalAttentionHead,
     attention_teacher_data,
     small_init,
 )
-from lrt.flows import Trajectory, gradient_flow, gradient_descent, invariant_drift  # noqa: E402
-from lrt.engines import LogTrajectory, log_variable_flow  # noqa: E402
-from lrt.algorithm1 import Staircase, algorithm1  # noqa: E402
-from lrt.stages import crossing_times, first_stage_time, rescaled_time, staircase_distance  # noqa: E402
-from lrt.ledger import Claim, ClaimResult, check, claims, run_ledger  # noqa: E402
-from lrt.figures import figure, figure_names, glue_figure  # noqa: E402
-from lrt.transformer import SelfAttention, ViT, CharGPT, attention_products, from_torch_attention  # noqa: E402
-from lrt.datasets import digits_split, text_split  # noqa: E402
-from lrt.tracking import (  # noqa: E402
+from lrt.diagonal.flows import Trajectory, gradient_flow, gradient_descent, invariant_drift
+from lrt.diagonal.log_engine import LogTrajectory, log_variable_flow
+from lrt.diagonal.algorithm1 import Staircase, algorithm1
+from lrt.diagonal.stages import crossing_times, first_stage_time, rescaled_time, staircase_distance
+from lrt.book.ledger import Claim, ClaimResult, check, claims, run_ledger
+from lrt.book.figures import figure, figure_names, glue_figure
+from lrt.transformers.models import SelfAttention, ViT, CharGPT, attention_products, from_torch_attention
+from lrt.transformers.datasets import digits_split, text_split, unigram_cross_entropy
+from lrt.transformers.tracking import (
     Tracker,
     DigitsTask,
     TextTask,
     train,
     stable_rank,
     perturbation_spectra,
-    save_results,
-    load_results,
     activation_times,
     half_times,
     gradualness,
 )
 
+__version__ = "0.1.0"
+
 __all__ = [
     "LrtError",
     "LrtTypeError",
+    "shown",
+    "below",
     "reproducible",
     "DiagonalProblem",
     "DiagonalLinearRegression",
@@ -84,6 +83,7 @@ __all__ = [
     "from_torch_attention",
     "digits_split",
     "text_split",
+    "unigram_cross_entropy",
     "Tracker",
     "DigitsTask",
     "TextTask",

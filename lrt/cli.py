@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from lrt import LrtError
+from lrt.core.errors import LrtError
 
 __all__ = ["main"]
 
@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _ledger(args) -> int:
-    from lrt.ledger import claims, run_ledger
+    from lrt.book.ledger import claims, run_ledger
 
     if args.list:
         for c in claims():
@@ -63,7 +63,7 @@ def _ledger(args) -> int:
 
 
 def _figure(args) -> int:
-    from lrt.figures import figure_specs, save_figure
+    from lrt.book.figures import figure_specs, save_figure
 
     if args.list:
         for s in figure_specs():
@@ -91,7 +91,7 @@ def _pick(args, registry):
 
 
 def _run(args) -> int:
-    from lrt.tasks import runs
+    from lrt.book.tasks import runs
 
     task = _pick(args, runs())
     if task is None:
@@ -103,7 +103,7 @@ def _run(args) -> int:
 
 
 def _bench(args) -> int:
-    from lrt.tasks import benchmarks
+    from lrt.book.tasks import benchmarks
 
     bench = _pick(args, benchmarks())
     if bench is None:

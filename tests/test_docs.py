@@ -5,6 +5,7 @@ import doctest
 import importlib
 import inspect
 import json
+import pkgutil
 import re
 from pathlib import Path
 
@@ -14,10 +15,8 @@ import lrt
 import lrt.p2
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = [
-    "lrt.models", "lrt.flows", "lrt.engines", "lrt.algorithm1", "lrt.stages", "lrt.ledger", "lrt.figures", "lrt.repro",
-    "lrt.transformer", "lrt.datasets", "lrt.tracking", "lrt.p2",
-]
+#: every module of the package (its doctests run), but the entry point
+MODULES = sorted(m.name for m in pkgutil.walk_packages(lrt.__path__, "lrt.") if m.name != "lrt.__main__")
 #: namespaces whose ``__all__`` is public API: ``lrt`` itself and the parts kept in sub-namespaces
 NAMESPACES = [lrt, lrt.p2]
 

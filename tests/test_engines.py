@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import lrt
-from lrt.engines import log_variable_flow
+from lrt.diagonal.log_engine import log_variable_flow
 from lrt.experiments import ch01_conservation as ch01
 
 

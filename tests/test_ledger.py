@@ -1,7 +1,7 @@
 import pytest
 
 import lrt
-from lrt.ledger import Measurement, run_ledger
+from lrt.book.ledger import Measurement, run_ledger
 
 
 def test_measurement_bounds():

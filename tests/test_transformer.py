@@ -10,10 +10,10 @@ from torch import nn
 import lrt
 from lrt import LrtError, LrtTypeError
 from lrt.cli import main
-from lrt.datasets import digits_split, text_batch, text_split, text_windows, unigram_cross_entropy
+from lrt.transformers.datasets import digits_split, text_batch, text_split, text_windows, unigram_cross_entropy
 from lrt.experiments import ch06_beyond_diagonal as ch06
-from lrt.tracking import DigitsTask, TextTask, Tracker, load_results, perturbation_spectra, save_results, stable_rank, train
-from lrt.transformer import CharGPT, SelfAttention, ViT, attention_products, from_torch_attention
+from lrt import DigitsTask, TextTask, Tracker, load_results, perturbation_spectra, save_results, stable_rank, train
+from lrt.transformers.models import CharGPT, SelfAttention, ViT, attention_products, from_torch_attention
 from tests.reproduction import assert_reproduces
 
 

@@ -1,8 +1,10 @@
 """The book's experiments, one module per chapter (``chNN_name.py``).
 
 Importing this package imports every module in it, in name order; each module registers its
-claims (:func:`lrt.ledger.claim`), figures (:func:`lrt.figures.register_figure`), long runs and
-benchmarks (:mod:`lrt.tasks`). Chapters import the module they need and call its functions.
+claims (:func:`lrt.book.ledger.claim`), figures (:func:`lrt.book.figures.register_figure`), long
+runs and benchmarks (:mod:`lrt.book.tasks`). Chapter N's notebook imports ``chNN_*`` and calls its
+functions; the modules call the public API (``lrt``, ``lrt.p2``) and :mod:`lrt.book`, never the
+implementation directly.
 """
 
 import importlib

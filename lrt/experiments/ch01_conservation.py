@@ -12,10 +12,17 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from lrt.figures import register_figure
-from lrt.flows import Trajectory, gradient_descent, gradient_flow, invariant_drift
-from lrt.ledger import Measurement, claim
-from lrt.models import DiagonalAttentionHead, attention_teacher_data, small_init
+from lrt import (
+    DiagonalAttentionHead,
+    Trajectory,
+    attention_teacher_data,
+    gradient_descent,
+    gradient_flow,
+    invariant_drift,
+    small_init,
+)
+from lrt.book.figures import register_figure
+from lrt.book.ledger import Measurement, claim
 
 CHAPTER = "ch-conservation"
 

@@ -13,12 +13,10 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from lrt.engines import LogTrajectory, log_variable_flow
+from lrt import LogTrajectory, first_stage_time, log_variable_flow, rescaled_time, small_init
 from lrt.experiments.ch01_conservation import INIT_SEED, attention_toy
-from lrt.figures import register_figure
-from lrt.ledger import Measurement, claim
-from lrt.models import small_init
-from lrt.stages import first_stage_time, rescaled_time
+from lrt.book.figures import register_figure
+from lrt.book.ledger import Measurement, claim
 
 CHAPTER = "ch-small-init"
 

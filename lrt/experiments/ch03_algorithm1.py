@@ -17,16 +17,24 @@ import torch
 from scipy.optimize import linprog
 from tqdm import tqdm
 
-from lrt.algorithm1 import Staircase, algorithm1
-from lrt.engines import LogTrajectory, log_variable_flow
+from lrt import (
+    DiagonalLinearRegression,
+    LogTrajectory,
+    Staircase,
+    algorithm1,
+    crossing_times,
+    gradient_descent,
+    gradient_flow,
+    log_variable_flow,
+    rescaled_time,
+    small_init,
+    staircase_distance,
+)
 from lrt.experiments.ch01_conservation import attention_toy
 from lrt.experiments.ch02_small_init import attention_run, init_directions, log_alpha
-from lrt.figures import register_figure
-from lrt.flows import gradient_descent, gradient_flow
-from lrt.ledger import Measurement, claim
-from lrt.models import DiagonalLinearRegression, small_init
-from lrt.stages import crossing_times, rescaled_time, staircase_distance
-from lrt.tasks import register_benchmark
+from lrt.book.figures import register_figure
+from lrt.book.ledger import Measurement, claim
+from lrt.book.tasks import register_benchmark
 
 CHAPTER = "ch-algorithm1"
 

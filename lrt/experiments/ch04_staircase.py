@@ -12,12 +12,12 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from lrt import crossing_times, rescaled_time
 from lrt.experiments.ch01_conservation import attention_toy, teacher_w
 from lrt.experiments.ch02_small_init import attention_run
 from lrt.experiments.ch03_algorithm1 import attention_staircase, midpoint_levels
-from lrt.figures import register_figure
-from lrt.ledger import Measurement, claim
-from lrt.stages import crossing_times, rescaled_time
+from lrt.book.figures import register_figure
+from lrt.book.ledger import Measurement, claim
 
 CHAPTER = "ch-staircase"
 

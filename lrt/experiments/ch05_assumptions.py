@@ -15,13 +15,12 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from lrt import Trajectory, crossing_times, gradient_flow
 from lrt.experiments.ch01_conservation import attention_toy
 from lrt.experiments.ch02_small_init import init_directions
 from lrt.experiments.ch03_algorithm1 import attention_staircase, midpoint_levels
-from lrt.figures import register_figure
-from lrt.flows import Trajectory, gradient_flow
-from lrt.ledger import Measurement, claim
-from lrt.stages import crossing_times
+from lrt.book.figures import register_figure
+from lrt.book.ledger import Measurement, claim
 
 CHAPTER = "ch-assumptions"
 

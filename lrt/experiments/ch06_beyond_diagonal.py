@@ -16,21 +16,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lrt.datasets import digits_split, text_split, unigram_cross_entropy
-from lrt.figures import register_figure
-from lrt.ledger import Measurement, claim
-from lrt.repro import reproducible
-from lrt.tasks import register_benchmark, register_run
-from lrt.tracking import (
+from lrt import (
+    CharGPT,
     DigitsTask,
     TextTask,
+    ViT,
+    digits_split,
     gradualness,
     half_times,
     load_results,
+    reproducible,
     save_results,
+    text_split,
     train,
+    unigram_cross_entropy,
 )
-from lrt.transformer import CharGPT, ViT
+from lrt.book.figures import register_figure
+from lrt.book.ledger import Measurement, claim
+from lrt.book.tasks import register_benchmark, register_run
 
 CHAPTER = "ch-beyond-diagonal"
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -49,7 +52,7 @@ SWEEP_HEAD = (0, 0)  # (layer, head) shown in the init-scale figure
 INIT_SEED, BATCH_SEED = 0, 1
 FILES = {"vit-rank": "ch06_vit_rank.pt", "gpt-rank": "ch06_gpt_rank.pt", "init-scale-sweep": "ch06_init_scale_sweep.pt"}
 LOW_RANK_FRACTION = 0.25
-INCREMENTAL_RATIO = 2.0  # gradualness (lrt.tracking.gradualness, k = 3, level 0.25) at small scales / at scale 1
+INCREMENTAL_RATIO = 2.0  # gradualness (lrt.gradualness, k = 3, level 0.25) at small scales / at scale 1
 
 
 # --- the runs -----------------------------------------------------------------------------------
@@ -130,8 +133,8 @@ def d_head(res: dict) -> int:
 
 
 def half_time_spread(res: dict, k: int = 3) -> float:
-    """The spread t_k − t_1 of the :func:`lrt.tracking.half_times` (the issue's statistic), averaged
-    like :func:`lrt.tracking.gradualness`."""
+    """The spread t_k − t_1 of the :func:`lrt.half_times` (the issue's statistic), averaged
+    like :func:`lrt.gradualness`."""
     return gradualness(res, k=k, times="half")
 
 
@@ -162,7 +165,7 @@ def _vit_low_rank() -> Measurement:
 
 
 def _stable_rank_of(sv: torch.Tensor) -> torch.Tensor:
-    from lrt.tracking import stable_rank
+    from lrt import stable_rank
 
     return stable_rank(sv).mean()
 

@@ -16,12 +16,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lrt import LrtError
-from lrt.figures import register_figure
-from lrt.ledger import Measurement, claim
+from lrt import LrtError, load_results, save_results
+from lrt.book.figures import register_figure
+from lrt.book.ledger import Measurement, claim
 from lrt.p2 import WEIGHTS, P2Config, P2Run, TrainLog, attention_by_kind, run_p2, setup_p2
-from lrt.tasks import register_run
-from lrt.tracking import load_results, save_results
+from lrt.book.tasks import register_run
 
 CHAPTER = "ch-p2-model"
 CONFIG = P2Config()

@@ -15,12 +15,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lrt import load_results, save_results
 from lrt.experiments.ch07_p2_model import ALL_SEEDS, DATA, SEEDS, attention_table, concentrated, default_run
-from lrt.figures import register_figure
-from lrt.ledger import Measurement, claim
-from lrt.p2 import WEIGHTS, P2Config, off_span_fraction, pattern_projections, run_p2, run_summary, update_spectrum
-from lrt.tasks import register_run
-from lrt.tracking import load_results, save_results
+from lrt.book.figures import register_figure
+from lrt.book.ledger import Measurement, claim
+from lrt.p2 import (
+    WEIGHTS,
+    P2Config,
+    off_span_fraction,
+    pattern_projections,
+    run_p2,
+    run_summary,
+    update_spectrum,
+)
+from lrt.book.tasks import register_run
 
 CHAPTER = "ch-low-rank-updates"
 CLASSES = (2, 3, 4, 5)

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from lrt.experiments.ch07_p2_model import SEEDS, default_run
-from lrt.figures import register_figure
-from lrt.ledger import Measurement, claim
+from lrt.book.figures import register_figure
+from lrt.book.ledger import Measurement, claim
 from lrt.p2 import ORDERS, lucky_fraction, pruning_curve, row_norms
 
 CHAPTER = "ch-lucky-neurons"

@@ -16,13 +16,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from lrt import load_results, save_results
 from lrt.experiments.ch07_p2_model import CONFIG, DATA, SEEDS, default_run
 from lrt.experiments.ch08_low_rank_updates import class_config, sweep
-from lrt.figures import register_figure
-from lrt.ledger import Measurement, claim
+from lrt.book.figures import register_figure
+from lrt.book.ledger import Measurement, claim
 from lrt.p2 import LoRATransformer, P2Config, TrainLog, seeds_for, setup_p2, train
-from lrt.tasks import register_run
-from lrt.tracking import load_results, save_results
+from lrt.book.tasks import register_run
 
 CHAPTER = "ch-lora"
 LORA_FILE = DATA / "p2_lora.pt"

@@ -1,4 +1,4 @@
-"""``python -m lrt._execute NOTEBOOK...``: re-execute notebooks in place (``make execute``).
+"""``python -m lrt.book.execute NOTEBOOK...``: re-execute notebooks in place (``make execute``).
 
 Like ``jupyter execute --inplace``, but records no execution timestamps, so re-executing an
 unchanged chapter leaves its file byte-for-byte unchanged.

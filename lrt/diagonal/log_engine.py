@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
-from lrt import LrtError, _checks
-from lrt.models import DiagonalLinearRegression, DiagonalProblem  # noqa: F401  (doctest)
+from lrt.core.errors import LrtError
+from lrt.core import checks as _checks
+from lrt.diagonal.problems import DiagonalLinearRegression, DiagonalProblem, check_problem  # noqa: F401  (doctest)
 
 __all__ = ["LogTrajectory", "log_variable_flow", "w_of_G"]
 
@@ -80,7 +81,7 @@ def log_variable_flow(
 
     Defined in :ref:`ch-small-init`.
     """
-    _checks.problem("problem", problem)
+    check_problem("problem", problem)
     ubar = _checks.tensor("ubar", ubar, shape=(problem.dim,)).numpy()
     vbar = _checks.tensor("vbar", vbar, shape=(problem.dim,)).numpy()
     log_alpha = _checks.log_alpha("log_alpha", log_alpha)

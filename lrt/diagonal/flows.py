@@ -13,8 +13,9 @@ import torch
 from scipy.integrate import solve_ivp
 from tqdm import tqdm
 
-from lrt import LrtError, LrtTypeError, _checks
-from lrt.models import DiagonalLinearRegression, DiagonalProblem  # noqa: F401  (doctest)
+from lrt.core.errors import LrtError, LrtTypeError
+from lrt.core import checks as _checks
+from lrt.diagonal.problems import DiagonalLinearRegression, DiagonalProblem, check_problem  # noqa: F401  (doctest)
 
 __all__ = ["Trajectory", "gradient_flow", "gradient_descent", "invariant_drift", "FLOW_METHODS", "GD_GRADIENTS"]
 
@@ -52,7 +53,7 @@ class Trajectory:
 
 
 def _check_start(problem, u0, v0):
-    _checks.problem("problem", problem)
+    check_problem("problem", problem)
     u0 = _checks.tensor("u0", u0, shape=(problem.dim,))
     v0 = _checks.tensor("v0", v0, shape=(problem.dim,))
     return u0, v0
@@ -72,7 +73,7 @@ def gradient_flow(
     """Integrate gradient flow ``u' = −v ⊙ ∇F(u ⊙ v)``, ``v' = −u ⊙ ∇F(u ⊙ v)`` on [0, t_end].
 
     Arguments:
-        problem: the loss F(w) and its gradient (a :class:`~lrt.models.DiagonalProblem`).
+        problem: the loss F(w) and its gradient (a :class:`~lrt.diagonal.problems.DiagonalProblem`).
         u0, v0: the initialisation, each of shape ``(p,)``.
         t_end: final time (> 0); the path is sampled at ``n_eval`` equally spaced times (at the solver's
             own steps if ``n_eval`` is None).

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lrt import LrtError, _checks
+from lrt.core.errors import LrtError, LrtTypeError
+from lrt.core import checks as _checks
 
 __all__ = [
     "DiagonalProblem",
@@ -235,3 +236,10 @@ def small_init(dim: int, alpha: float, *, generator) -> tuple[torch.Tensor, torc
     ubar = torch.randn(dim, generator=gen, dtype=torch.float64)
     vbar = torch.randn(dim, generator=gen, dtype=torch.float64)
     return alpha * ubar, alpha * vbar
+
+
+def check_problem(name: str, value) -> DiagonalProblem:
+    """Return `value` if it is a DiagonalProblem (the engines' one interface), else raise naming `name`."""
+    if not isinstance(value, DiagonalProblem):
+        raise LrtTypeError(f"{name}: expected a DiagonalProblem, got {type(value).__name__}")
+    return value

@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from lrt import LrtError, LrtTypeError, _checks
-from lrt.datasets import ImageSplit, TextSplit, text_batch, text_windows
-from lrt.transformer import CharGPT, ViT, attention_layers, attention_products
+from lrt.core.errors import LrtError, LrtTypeError
+from lrt.core import checks as _checks
+from lrt.transformers.datasets import ImageSplit, TextSplit, text_batch, text_windows
+from lrt.transformers.models import CharGPT, ViT, attention_layers, attention_products
 
 __all__ = [
     "stable_rank",
@@ -34,8 +35,6 @@ __all__ = [
     "TextTask",
     "train",
     "OPTIMIZERS",
-    "save_results",
-    "load_results",
     "activation_times",
     "half_times",
     "gradualness",
@@ -175,7 +174,7 @@ class DigitsTask:
 
 @dataclass(frozen=True)
 class TextTask:
-    """Next-character prediction on a :class:`lrt.datasets.TextSplit`: random windows of ``context``
+    """Next-character prediction on a :class:`lrt.transformers.datasets.TextSplit`: random windows of ``context``
     characters for training; validation on ``val_windows`` fixed, evenly spaced windows of the
     validation text (mean cross-entropy in nats per character).
 
@@ -220,7 +219,7 @@ def train(model: torch.nn.Module, task, *, steps: int, lr: float = 1e-3, optimiz
         the dict of :meth:`Tracker.results` (``step``, losses, spectra, ``config``).
 
     >>> vit = ViT(d_model=8, n_layers=1, n_heads=2)
-    >>> from lrt.datasets import digits_split
+    >>> from lrt.transformers.datasets import digits_split
     >>> out = train(vit, DigitsTask(digits_split()), steps=4, every=2)
     >>> out["step"].tolist(), tuple(out["sv_vo"].shape)
     ([0, 2, 4], (3, 1, 2, 8))
@@ -272,38 +271,6 @@ def train(model: torch.nn.Module, task, *, steps: int, lr: float = 1e-3, optimiz
         return out | {"train_loss": torch.tensor([running / max(count, 1)]), "config": dict(config or {})}
     return tracker.results(config)
 
-
-def save_results(results: dict, path: str | Path) -> Path:
-    """Write a results dict (tensors plus a ``config`` dict of plain values) with ``torch.save``;
-    return the path.
-
-    >>> import tempfile, pathlib
-    >>> path = save_results({"step": torch.arange(3), "config": {"lr": 0.1}}, pathlib.Path(tempfile.mkdtemp()) / "r.pt")
-    >>> load_results(path)["config"]
-    {'lr': 0.1}
-
-    Defined in :ref:`ch-beyond-diagonal`.
-    """
-    if not isinstance(results, dict):
-        raise LrtTypeError(f"results: expected a dict, got {type(results).__name__}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(results, path)
-    return path
-
-
-def load_results(path: str | Path, *, run: str | None = None) -> dict:
-    """Read a results file written by :func:`save_results` (``weights_only=True``: tensors and plain
-    values only, no code is unpickled). See :func:`save_results` for an example. ``run``: the
-    ``python -m lrt run`` command that creates the file, named in the error if it is missing.
-
-    Defined in :ref:`ch-beyond-diagonal`.
-    """
-    path = Path(path)
-    if not path.is_file():
-        hint = f"; create it with `python -m lrt run {run}`" if run else ""
-        raise LrtError(f"path: expected an existing results file, got {str(path)!r}{hint}")
-    return torch.load(path, weights_only=True)
 
 
 def _sv_series(results: dict, which: str, k: int) -> torch.Tensor:

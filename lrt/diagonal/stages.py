@@ -7,8 +7,9 @@ import math
 import numpy as np
 import torch
 
-from lrt import LrtError, LrtTypeError, _checks
-from lrt.algorithm1 import Staircase
+from lrt.core.errors import LrtError, LrtTypeError
+from lrt.core import checks as _checks
+from lrt.diagonal.algorithm1 import Staircase
 
 __all__ = ["rescaled_time", "crossing_times", "staircase_distance", "first_stage_time"]
 

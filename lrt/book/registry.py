@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable, Generic, TypeVar
 
-from lrt import LrtError
+from lrt.core.errors import LrtError
 
 T = TypeVar("T")
 
@@ -37,9 +38,15 @@ class Registry(Generic[T]):
         return sorted(self._items.items())
 
 
+#: Packages whose import registers claims, figures, runs and benchmarks (plugin discovery: the
+#: book's machinery sits below the chapters and finds them by name, never by a static import).
+PLUGINS = ["lrt.experiments"]
+
+
 def _load_experiments() -> None:
-    """Import every module of lrt.experiments, which register claims, figures, runs and benches."""
-    import lrt.experiments  # noqa: F401  (its __init__ imports the modules)
+    """Import the plugin packages (lrt.experiments imports every chapter module in it)."""
+    for name in PLUGINS:
+        importlib.import_module(name)
 
 
 def decorator(registry: Registry, name: str, make: Callable[[Callable], T]) -> Callable[[Callable], Callable]:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from lrt import LrtError, _checks
+from lrt.core.errors import LrtError
+from lrt.core import checks as _checks
 
 __all__ = ["ImageSplit", "TextSplit", "digits_split", "text_split", "text_batch", "text_windows", "unigram_cross_entropy"]
 

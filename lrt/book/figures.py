@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from lrt import LrtError
-from lrt._registry import Registry
+from lrt.core.errors import LrtError
+from lrt.book.registry import Registry
 
 __all__ = ["FigureSpec", "register_figure", "figure", "figure_names", "figure_specs", "save_figure", "glue_figure"]
 

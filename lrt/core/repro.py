@@ -24,7 +24,7 @@ def reproducible(threads: int = 1) -> None:
     Defined in :ref:`ch-conservation`.
     """
     if not isinstance(threads, int) or threads < 1:
-        from lrt import LrtError
+        from lrt.core.errors import LrtError
 
         raise LrtError(f"threads: expected a positive int, got {threads!r}")
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

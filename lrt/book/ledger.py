@@ -15,8 +15,8 @@ from typing import Callable, Iterable
 
 from tqdm import tqdm
 
-from lrt import LrtError
-from lrt._registry import Registry
+from lrt.core.errors import LrtError
+from lrt.book.registry import Registry
 
 __all__ = ["Claim", "ClaimResult", "Measurement", "claim", "check", "claims", "run_ledger"]
 

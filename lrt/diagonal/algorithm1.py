@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
-from lrt import LrtError, _checks
-from lrt.models import DiagonalLinearRegression, DiagonalProblem  # noqa: F401  (doctest)
+from lrt.core.errors import LrtError
+from lrt.core import checks as _checks
+from lrt.diagonal.problems import DiagonalLinearRegression, DiagonalProblem, check_problem  # noqa: F401  (doctest)
 
 __all__ = ["Staircase", "algorithm1"]
 
@@ -152,7 +153,7 @@ def algorithm1(
 
     Defined in :ref:`ch-algorithm1`.
     """
-    _checks.problem("problem", problem)
+    check_problem("problem", problem)
     max_stages = _checks.positive_int("max_stages", max_stages)
     eps = _checks.positive_float("eps", eps)
     zero_level = _checks.positive_float("zero_level", zero_level)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from lrt._registry import Registry
+from lrt.book.registry import Registry
 
 __all__ = ["LongRun", "Benchmark", "register_run", "register_benchmark", "runs", "benchmarks"]
 

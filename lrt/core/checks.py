@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from lrt import LrtError, LrtTypeError
+from lrt.core.errors import LrtError, LrtTypeError
 
 
 def positive_float(name: str, value, *, allow_zero: bool = False) -> float:
@@ -26,14 +26,6 @@ def positive_float(name: str, value, *, allow_zero: bool = False) -> float:
         raise LrtError(f"{name}: expected a number {bound}, got {value!r}")
     return value
 
-
-def problem(name: str, value):
-    """Return `value` if it is a DiagonalProblem (the engines' one interface), else raise naming `name`."""
-    from lrt.models import DiagonalProblem
-
-    if not isinstance(value, DiagonalProblem):
-        raise LrtTypeError(f"{name}: expected a DiagonalProblem, got {type(value).__name__}")
-    return value
 
 
 def positive_int(name: str, value, *, minimum: int = 1) -> int:

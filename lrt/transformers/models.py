@@ -27,7 +27,8 @@ import math
 import torch
 from torch import nn
 
-from lrt import LrtError, LrtTypeError, _checks
+from lrt.core.errors import LrtError, LrtTypeError
+from lrt.core import checks as _checks
 
 __all__ = ["SelfAttention", "Block", "ViT", "CharGPT", "attention_layers", "attention_products", "from_torch_attention"]
 

@@ -1,4 +1,6 @@
-"""Part II: the one-layer transformer of Li et al. (SAM 2024) on orthogonal-pattern data.
+"""Part II (chapters 7–10): the one-layer transformer of Li et al. (SAM 2024) on orthogonal-pattern
+data — the data model, the network, SGD training, update spectra, lucky neurons, pruning and LoRA.
+Imports only :mod:`lrt.core`.
 
 Data model (spec §1): M orthogonal patterns μ_1 … μ_M (the rows of ``PatternData.patterns``);
 each class c owns ``patterns_per_class`` label-relevant patterns; a sample of class c has
@@ -23,7 +25,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from lrt import LrtError, LrtTypeError, _checks
+from lrt.core.errors import LrtError, LrtTypeError
+from lrt.core import checks as _checks
 
 __all__ = [
     "P2Config",

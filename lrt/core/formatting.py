@@ -1,0 +1,80 @@
+"""The one rule for printing numbers in the book.
+
+A chapter's printed output is re-checked, digit for digit, on the reader's machine (strict nbval),
+and another CPU's kernels change the last digits of float64 results. So a number is printed only to
+the digits its own numerical error cannot change:
+
+* a measured quantity (a stage time, a loss on a plateau, a ratio, a rate) with :func:`shown`, to
+  the significant digits the claim needs — never more than the computation can defend;
+* a round-off-level quantity (a drift that is zero in exact arithmetic, an error against a closed
+  form) with :func:`below`, as a bound against its tolerance, never as a value;
+* never a solver's evaluation count or a wall time (the benchmarks print those).
+"""
+
+from __future__ import annotations
+
+import math
+
+from lrt.core.errors import LrtError, LrtTypeError
+
+__all__ = ["shown", "below"]
+
+
+def _real(name: str, value) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise LrtTypeError(f"{name}: expected a real number, got {type(value).__name__}") from None
+    return value
+
+
+def shown(value, digits: int = 4) -> str:
+    """``value`` to ``digits`` significant digits: fixed notation between 1e-3 and 1e6, else
+    scientific; integers print as integers.
+
+    >>> shown(0.605634127), shown(1.234567e-7, 2), shown(12), shown(123456.7, 3)
+    ('0.6056', '1.2e-07', '12', '1.23e+05')
+
+    Defined in :ref:`ch-conservation`.
+    """
+    if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 15:
+        raise LrtError(f"digits: expected an int between 1 and 15, got {digits!r}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    value = _real("value", value)
+    if not math.isfinite(value):
+        return str(value)
+    if value != 0 and not 1e-3 <= abs(value) < 10 ** min(digits, 6):
+        return f"{value:.{digits - 1}e}"
+    return f"{value:#.{digits}g}".rstrip(".") if value != 0 else "0"
+
+
+def below(value, tolerance, *, bound=None) -> str:
+    """A round-off-level quantity as a bound, never as a value: ``"< bound (tolerance tol)"``.
+
+    ``tolerance`` is what the claim allows; ``bound`` (default: the tolerance) is a tighter bound
+    the caller states in advance, with room for other machines' round-off. Raises if ``|value|`` is
+    not below the bound, so a failed check never prints as a pass. The text depends only on the
+    two bounds, so it is the same on every machine where the check holds.
+
+    >>> below(5.9e-16, 1e-10, bound=1e-13)
+    '< 1e-13 (tolerance 1e-10)'
+    >>> below(4.5e-11, 1e-10)
+    '< 1e-10'
+
+    Defined in :ref:`ch-conservation`.
+    """
+    value, tolerance = abs(_real("value", value)), _real("tolerance", tolerance)
+    if not tolerance > 0:
+        raise LrtError(f"tolerance: expected a number > 0, got {tolerance!r}")
+    limit = tolerance if bound is None else _real("bound", bound)
+    if not 0 < limit <= tolerance:
+        raise LrtError(f"bound: expected a number in (0, tolerance={tolerance:g}], got {limit!r}")
+    if not value < limit:
+        raise LrtError(f"value: {value:.3g} is not below the bound {limit:.3g}")
+    text = f"< {_short(limit)}"
+    return text if bound is None else f"{text} (tolerance {_short(tolerance)})"
+
+
+def _short(x: float) -> str:
+    return f"{x:.0e}".replace("e-0", "e-").replace("e+0", "e+") if x < 1e-3 or x >= 1e4 else f"{x:g}"
