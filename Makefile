@@ -1,6 +1,7 @@
 # lrt — two commands do all set-up on a fresh machine:
 #   make book   create .venv, install, build the HTML book into _build/html (warnings are errors)
 #   make test   create .venv, install, run pytest (unit, property, doctest, CLI) and strict nbval
+#   make test-portable   the same tests under another arithmetic (torch's and MKL's portable kernels)
 # Other targets: make execute (re-run every notebook in place), make lab, make ledger, make figures.
 
 SHELL := /bin/bash
@@ -20,7 +21,7 @@ export OPENBLAS_NUM_THREADS := 1
 export PYTHONHASHSEED := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: all venv book test pytest nbval execute lab ledger figures clean
+.PHONY: all venv book test test-portable pytest nbval execute lab ledger figures clean
 
 all: test
 
@@ -46,6 +47,14 @@ book: $(STAMP) $(MATHJAX)/tex-mml-chtml.js
 	@echo "The book is in _build/html/index.html"
 
 test: pytest nbval
+
+# Another CPU sums in another order and flips the last bits of float64 results. Torch's non-vectorised
+# kernels and MKL's portable code path do the same on this machine, so CI checks that every printed
+# number and every comparison survives such a change. Both variables are read at process start, so they
+# reach the notebook kernels that nbval starts too.
+test-portable: export ATEN_CPU_CAPABILITY := default
+test-portable: export MKL_CBWR := COMPATIBLE
+test-portable: pytest nbval
 
 pytest: $(STAMP)
 	$(PY) -m pytest -p no:cacheprovider tests

@@ -2,6 +2,7 @@
 a changed seed, step size or order of operations fails it, and last-bit noise does not."""
 
 import dataclasses
+import os
 
 import pytest
 import torch
@@ -85,3 +86,10 @@ def test_a_changed_step_size_fails_for_the_transformer_runs():
     changed = ch06.vit_training(steps=2 * every, lr=ch06.VIT_TRAIN["lr"] * (1 + 1e-6))
     series = ["train_loss", "val_loss", "sv_qk", "sv_vo"]
     assert len(differences(changed, {k: committed[k][:3] for k in series}, series)) == len(series)
+
+
+def test_the_portable_pass_runs_on_the_portable_kernels():
+    """`make test-portable` sets ATEN_CPU_CAPABILITY=default; torch must then report its default kernels."""
+    if os.environ.get("ATEN_CPU_CAPABILITY") != "default":
+        pytest.skip("native arithmetic (make test); make test-portable runs this check")
+    assert torch.backends.cpu.get_cpu_capability() == "DEFAULT"
