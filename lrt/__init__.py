@@ -13,7 +13,7 @@ derives it.
 """
 
 from lrt.core.errors import LrtError, LrtTypeError
-from lrt.core.formatting import below, shown
+from lrt.core.formatting import below, shown, table
 from lrt.core.repro import reproducible
 from lrt.core.results import load_results, save_results
 from lrt.diagonal.problems import (
@@ -50,6 +50,7 @@ __all__ = [
     "LrtTypeError",
     "shown",
     "below",
+    "table",
     "reproducible",
     "DiagonalProblem",
     "DiagonalLinearRegression",

@@ -1,7 +1,9 @@
 """``python -m lrt.book.execute NOTEBOOK...``: re-execute notebooks in place (``make execute``).
 
 Like ``jupyter execute --inplace``, but records no execution timestamps, so re-executing an
-unchanged chapter leaves its file byte-for-byte unchanged.
+unchanged chapter on the same machine (same CPU kernels, one thread) leaves its file byte-for-byte
+unchanged; on another CPU the last bits of float64 results may differ, which is why the book prints
+only digits those bits cannot change (lrt.core.formatting).
 """
 
 import sys

@@ -9,15 +9,19 @@ the digits its own numerical error cannot change:
 * a round-off-level quantity (a drift that is zero in exact arithmetic, an error against a closed
   form) with :func:`below`, as a bound against its tolerance, never as a value;
 * never a solver's evaluation count or a wall time (the benchmarks print those).
+
+:func:`table` lays such already formatted numbers out as a table that fits the page (HTML in the
+book, aligned text elsewhere); it formats nothing itself.
 """
 
 from __future__ import annotations
 
+import html
 import math
 
 from lrt.core.errors import LrtError, LrtTypeError
 
-__all__ = ["shown", "below"]
+__all__ = ["shown", "below", "table", "Table"]
 
 
 def _real(name: str, value) -> float:
@@ -78,3 +82,36 @@ def below(value, tolerance, *, bound=None) -> str:
 
 def _short(x: float) -> str:
     return f"{x:.0e}".replace("e-0", "e-").replace("e+0", "e+") if x < 1e-3 or x >= 1e4 else f"{x:g}"
+
+
+class Table:
+    """Rows of text under a header: shown as an HTML table in the book, as aligned text elsewhere."""
+
+    def __init__(self, header, rows):
+        self.header = [str(h) for h in header]
+        self.rows = [[str(x) for x in row] for row in rows]
+        if any(len(row) != len(self.header) for row in self.rows):
+            raise LrtError(f"rows: expected {len(self.header)} entries per row (one per column of the header)")
+
+    def __repr__(self) -> str:
+        widths = [max(len(r[j]) for r in [self.header, *self.rows]) for j in range(len(self.header))]
+        return "\n".join("  ".join(x.rjust(w) for x, w in zip(r, widths)) for r in [self.header, *self.rows])
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th style='text-align:right'>{html.escape(h)}</th>" for h in self.header)
+        body = "".join("<tr>" + "".join(f"<td style='text-align:right'>{html.escape(x)}</td>" for x in r) + "</tr>"
+                       for r in self.rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def table(header, rows) -> Table:
+    """A table of already formatted entries (use :func:`shown` and :func:`below` for numbers).
+
+    >>> table(["η", "drift"], [["0.04", shown(1.0098)], ["0.02", shown(0.4741)]])
+       η   drift
+    0.04   1.010
+    0.02  0.4741
+
+    Defined in :ref:`ch-conservation`.
+    """
+    return Table(header, rows)
