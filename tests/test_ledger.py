@@ -66,11 +66,14 @@ def test_a_claim_result_is_plain_json_in_the_ledger_schema():
     from lrt.book.ledger import ClaimResult
 
     m = Measurement(np.float64(2.5e-12), np.bool_(True), "d", shown="< 1e-11 (tolerance 1e-10)")
-    result = ClaimResult("P0.x", "ch-conservation", "s", "p", "t", m.value, m.passed, m.detail, 0.5, m.shown)
-    assert json.loads(json.dumps(result.as_dict())) == result.as_dict()
+    result = ClaimResult(id="P0.x", chapter="ch-conservation", statement="s", prediction="p", tolerance="t",
+                         measured=m.value, passed=m.passed, detail=m.detail, seconds=0.5, shown=m.shown)
+    as_dict = result.as_dict()
+    assert json.loads(json.dumps(as_dict)) == as_dict
     schema = {"id": str, "chapter": str, "statement": str, "prediction": str, "tolerance": str, "measured": float,
               "passed": bool, "detail": str, "seconds": float, "shown": str}
-    assert {k: type(v) for k, v in result.as_dict().items()} == schema
+    assert {k: type(as_dict[k]) for k in schema} == schema
+    assert all(type(v) in (str, float, bool) for v in as_dict.values())  # and any further field is plain too
     assert "measured < 1e-11 (tolerance 1e-10)" in str(result) and "&lt; 1e-11" in result._repr_html_()
 
 
