@@ -21,7 +21,7 @@ export OPENBLAS_NUM_THREADS := 1
 export PYTHONHASHSEED := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: all help venv book student test test-browser pytest nbval execute lab ledger figures clean
+.PHONY: all help venv book student test test-portable test-browser pytest nbval execute lab ledger figures clean
 
 all: test
 
@@ -73,6 +73,15 @@ test-browser: $(STAMP)
 
 ## test: run pytest and strict nbval (what CI runs; needs no browser)
 test: pytest nbval
+
+## test-portable: the same tests under another arithmetic (torch's and MKL's portable kernels)
+# Another CPU sums in another order and flips the last bits of float64 results. Torch's non-vectorised
+# kernels and MKL's portable code path do the same on this machine, so CI checks that every printed
+# number and every comparison survives such a change. Both variables are read at process start, so they
+# reach the notebook kernels that nbval starts too.
+test-portable: export ATEN_CPU_CAPABILITY := default
+test-portable: export MKL_CBWR := COMPATIBLE
+test-portable: pytest nbval
 
 ## pytest: unit, property, doctest and CLI tests
 pytest: $(STAMP)

@@ -9,6 +9,7 @@ import torch
 
 import lrt
 from lrt import p2
+from tests.reproduction import assert_reproduces
 
 TINY = p2.P2Config(d=6, M=6, L=8, alpha_relevant=0.375, alpha_confusion=0.25, m=5, n_train=16, n_test=8)
 
@@ -428,8 +429,8 @@ def test_short_run_reproduces_the_seeds_file():
     short = ch07.seeds_record(steps=50, seeds=(0,))
     saved = torch.load(ch07.SEEDS_FILE, weights_only=True)
     assert saved["seeds"].tolist() == list(range(10)) and saved["W_O"].shape == (10, 200, 20)
-    for key in ("log_steps", "log_train_hinge", "log_test_hinge", "log_test_error", "log_attention"):
-        assert torch.equal(short[key][0], saved[key][0, :2]), key
+    keys = ("log_steps", "log_train_hinge", "log_test_hinge", "log_test_error", "log_attention")
+    assert_reproduces({k: short[k][0] for k in keys}, {k: saved[k][0, :2] for k in keys})  # tolerance: tests/reproduction.py
 
 
 def test_short_run_reproduces_the_rank_sweep_file():
@@ -438,8 +439,8 @@ def test_short_run_reproduces_the_rank_sweep_file():
     short = ch08.sweep_record(steps=50, seeds=(0,), cases=[("C3", ch08.class_config(3))])
     saved = torch.load(ch08.SWEEP_FILE, weights_only=True)
     assert {f"{case}/seed2/sigma_W_V" for case, _ in ch08.sweep_cases()} <= set(saved)
-    for key in ("steps", "test_hinge", "test_error", "attention"):
-        assert torch.equal(short[f"C3/seed0/{key}"], saved[f"C3/seed0/{key}"][:2]), key
+    keys = [f"C3/seed0/{key}" for key in ("steps", "test_hinge", "test_error", "attention")]
+    assert_reproduces(short, {k: saved[k][:2] for k in keys}, keys)  # tolerance: tests/reproduction.py
 
 
 def test_short_runs_reproduce_the_lora_files_and_the_step_size_is_the_tuned_one():
@@ -448,12 +449,12 @@ def test_short_runs_reproduce_the_lora_files_and_the_step_size_is_the_tuned_one(
 
     short = ch10.lora_record(steps=50, seeds=(0,), tasks={"C4": (ch08.class_config(4), (2,))})
     saved = torch.load(ch10.LORA_FILE, weights_only=True)
-    for key in ("steps", "train_hinge", "test_hinge", "attention"):
-        assert torch.equal(short[f"C4/r2/seed0/{key}"], saved[f"C4/r2/seed0/{key}"][:2]), key
+    keys = [f"C4/r2/seed0/{key}" for key in ("steps", "train_hinge", "test_hinge", "attention")]
+    assert_reproduces(short, {k: saved[k][:2] for k in keys}, keys)  # tolerance: tests/reproduction.py
     tune = ch10.tune_record(steps=50, grid=(0.03,), cases=(("binary", 1),))
     saved = torch.load(ch10.TUNE_FILE, weights_only=True)
-    for key in ("steps", "train_hinge", "test_hinge"):
-        assert torch.equal(tune[f"lr0.03/binary/r1/{key}"], saved[f"lr0.03/binary/r1/{key}"][:2]), key
+    keys = [f"lr0.03/binary/r1/{key}" for key in ("steps", "train_hinge", "test_hinge")]
+    assert_reproduces(tune, {k: saved[k][:2] for k in keys}, keys)
     assert ch10.tuned_lr() == ch10.LORA_LR  # the sweep uses the step size that the committed grid selects
 
 

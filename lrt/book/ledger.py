@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 from tqdm import tqdm
 
-from lrt.core.errors import LrtError
+from lrt.core.errors import LrtError, LrtTypeError
 from lrt.book.registry import Registry
 
 __all__ = ["Claim", "ClaimResult", "Measurement", "claim", "check", "claims", "run_ledger"]
@@ -26,19 +26,76 @@ FIXED_BEFORE, MOVED_AFTER = "fixed before", "moved after"
 
 @dataclass(frozen=True)
 class Measurement:
-    """What a claim's measuring function returns: the measured value and the verdict."""
+    """What a claim's measuring function returns: the measured value and the verdict.
+
+    ``value`` and ``passed`` are stored as a plain Python ``float`` and ``bool`` whatever real scalar
+    they are given (Python, numpy or one-element torch), so every result is plain JSON. ``shown``,
+    when given, is the text printed in place of the value (for a round-off-level value, the bound of
+    :func:`lrt.core.formatting.below`; see that module for the rule).
+    """
 
     value: float
     passed: bool
     detail: str = ""
+    shown: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "value", plain_float("value", self.value))
+        object.__setattr__(self, "passed", plain_bool("passed", self.passed))
+        for name in ("detail", "shown"):
+            if not isinstance(getattr(self, name), str):
+                raise LrtTypeError(f"{name}: expected a str, got {type(getattr(self, name)).__name__}")
 
     @classmethod
-    def at_most(cls, value: float, bound: float, detail: str = "") -> "Measurement":
-        return cls(float(value), bool(value <= bound), detail)
+    def at_most(cls, value: float, bound: float, detail: str = "", shown: str = "") -> "Measurement":
+        return cls(value, plain_float("value", value) <= bound, detail, shown)
 
     @classmethod
-    def at_least(cls, value: float, bound: float, detail: str = "") -> "Measurement":
-        return cls(float(value), bool(value >= bound), detail)
+    def at_least(cls, value: float, bound: float, detail: str = "", shown: str = "") -> "Measurement":
+        return cls(value, plain_float("value", value) >= bound, detail, shown)
+
+
+def _scalar(name: str, value):
+    """The Python scalar inside ``value`` (Python, numpy scalar or 0-d array, one-element tensor)."""
+    if hasattr(value, "numel") and callable(value.numel):  # torch
+        if value.numel() != 1:
+            raise LrtTypeError(f"{name}: expected a scalar, got a tensor of shape {tuple(value.shape)}")
+        return value.item()
+    if hasattr(value, "ndim") and hasattr(value, "item"):  # numpy scalar or array
+        if value.ndim != 0:
+            raise LrtTypeError(f"{name}: expected a scalar, got an array of shape {value.shape}")
+        return value.item()
+    return value
+
+
+def plain_float(name: str, value) -> float:
+    """``value`` (Python, numpy or one-element torch real) as a Python ``float``, for JSON.
+
+    >>> import numpy as np, torch
+    >>> [type(plain_float("x", v)).__name__ for v in (1, np.float32(0.5), torch.tensor(2.0))]
+    ['float', 'float', 'float']
+
+    Defined in :ref:`ch-conservation`.
+    """
+    value = _scalar(name, value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise LrtTypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def plain_bool(name: str, value) -> bool:
+    """``value`` (Python, numpy or one-element torch bool) as a Python ``bool``, for JSON.
+
+    >>> import numpy as np, torch
+    >>> plain_bool("passed", np.float64(1.0) < 2), plain_bool("passed", torch.tensor(False))
+    (True, False)
+
+    Defined in :ref:`ch-conservation`.
+    """
+    value = _scalar(name, value)
+    if not isinstance(value, bool):
+        raise LrtTypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -73,9 +130,16 @@ class ClaimResult:
     detail: str
     seconds: float
     tolerance_set: str = FIXED_BEFORE
+    shown: str = ""
 
     def as_dict(self) -> dict:
+        """The result as a dict of plain ``str``, ``float`` and ``bool`` (JSON as it is), with its verdict."""
         return asdict(self) | {"verdict": self.verdict}
+
+    @property
+    def measured_text(self) -> str:
+        """The measured value as the book prints it."""
+        return self.shown or _fmt(self.measured)
 
     @property
     def verdict(self) -> str:
@@ -85,7 +149,7 @@ class ClaimResult:
 
     def __str__(self) -> str:
         return (
-            f"{self.id} [{self.verdict}] measured {_fmt(self.measured)} (tolerance: {self.tolerance})"
+            f"{self.id} [{self.verdict}] measured {self.measured_text} (tolerance: {self.tolerance})"
             + (f"; {self.detail}" if self.detail else "")
         )
 
@@ -96,7 +160,7 @@ class ClaimResult:
         rows = [
             ("statement", self.statement),
             ("prediction", self.prediction),
-            ("measured", _fmt(self.measured) + (f" ({self.detail})" if self.detail else "")),
+            ("measured", self.measured_text + (f" ({self.detail})" if self.detail else "")),
             ("tolerance", f"{self.tolerance} ({self.tolerance_set} measurement)"),
         ]
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{html.escape(v)}</td></tr>" for k, v in rows)
@@ -157,10 +221,10 @@ def check(id: str) -> ClaimResult:
         start = time.perf_counter()
         m = c.measure()
         if not isinstance(m, Measurement):
-            raise TypeError(f"claim {id}: the measuring function returned {type(m).__name__}, not a Measurement")
+            raise LrtTypeError(f"claim {id}: the measuring function returned {type(m).__name__}, not a Measurement")
         _RESULTS[id] = ClaimResult(
             c.id, c.chapter, c.statement, c.prediction, c.tolerance, m.value, m.passed, m.detail,
-            time.perf_counter() - start, c.tolerance_set,
+            time.perf_counter() - start, c.tolerance_set, m.shown,
         )
     return _RESULTS[id]
 

@@ -16,6 +16,7 @@ from lrt import (
     DiagonalAttentionHead,
     Trajectory,
     attention_teacher_data,
+    below,
     gradient_descent,
     gradient_flow,
     invariant_drift,
@@ -26,13 +27,20 @@ from lrt.book.ledger import Measurement, claim
 
 CHAPTER = "ch-conservation"
 
-#: The toy of the book (spec §6): N samples of n tokens in d dimensions and a teacher head with
+#: The toy of the book: N samples of n tokens in d dimensions and a teacher head with
 #: distinct non-zero diagonal entries.
 TOY = dict(n_samples=64, n_tokens=8, qk=[2.0, 1.0, 0.0, 0.0], vo=[1.0, 0.5, 0.25, 0.0], temperature=2.0)
 DATA_SEED, INIT_SEED = 0, 1
 ALPHA = 1e-2
 T_END = 30.0
 DRIFT_TOLERANCE = 1e-10
+STEP_FACTOR_TOLERANCE = 1e-9
+# Bounds printed in place of the round-off-level values (lrt.core.formatting.below). Chosen after the
+# measurements (drift 6.4e-12; step-factor error at most 6.1e-11, over the native and the portable
+# kernels), with a factor of 3 of room for other machines; the verdicts use the tolerances above,
+# which were fixed before.
+DRIFT_SHOWN_BOUND = 2e-11
+STEP_FACTOR_SHOWN_BOUND = 2e-10
 GD_HORIZON = 10.0
 GD_RATES = (0.04, 0.02, 0.01, 0.005)
 
@@ -60,6 +68,13 @@ def conservation_run() -> Trajectory:
     """
     u0, v0 = small_init(attention_toy().dim, ALPHA, generator=INIT_SEED)
     return gradient_flow(attention_toy(), u0, v0, t_end=T_END, n_eval=601, method="DOP853", rtol=1e-10)
+
+
+def drift_series(path: Trajectory) -> torch.Tensor:
+    """max_i |c_i(t) − c_i(0)| / max_t (u_i² + v_i²) at each sample time of ``path``, shape ``(T,)``
+    (what the figure ``conservation-drift`` plots)."""
+    c = path.invariant
+    return ((c - c[0]).abs() / (path.u**2 + path.v**2).amax(dim=0)).amax(dim=1)
 
 
 @dataclass(frozen=True)
@@ -121,7 +136,8 @@ def descent_drift(lr: float) -> DescentDrift:
 )
 def _conservation() -> Measurement:
     drift = invariant_drift(conservation_run()).max().item()
-    return Measurement.at_most(drift, DRIFT_TOLERANCE, f"final loss {conservation_run().loss[-1].item():.1e}")
+    return Measurement.at_most(drift, DRIFT_TOLERANCE, f"final loss {conservation_run().loss[-1].item():.1e}",
+                               shown=_bound(drift, DRIFT_SHOWN_BOUND))
 
 
 @claim(
@@ -133,7 +149,13 @@ def _conservation() -> Measurement:
 )
 def _gd_step_factor() -> Measurement:
     worst = max(descent_drift(lr).step_factor_error for lr in GD_RATES)
-    return Measurement.at_most(worst, 1e-9)
+    return Measurement.at_most(worst, STEP_FACTOR_TOLERANCE, shown=_bound(worst, STEP_FACTOR_SHOWN_BOUND))
+
+
+def _bound(value: float, bound: float) -> str:
+    """The round-off-level ``value`` as ``< bound``; when it is not below the bound, no text (the
+    ledger then prints the value itself, and the chapter's check fails visibly)."""
+    return below(value, bound) if abs(value) < bound else ""
 
 
 @claim(
@@ -181,10 +203,7 @@ def _figure_drift():
     flow, gd = conservation_run(), descent_drift(0.01).path
     fig, ax = plt.subplots(figsize=(7, 4))
     for path, name, style in [(flow, "gradient flow (DOP853)", "-"), (gd, "gradient descent, η = 0.01", ":")]:
-        c = path.invariant
-        scale = (path.u**2 + path.v**2).amax(dim=0)
-        drift = ((c - c[0]).abs() / scale).amax(dim=1)
-        ax.semilogy(path.t[1:], drift[1:].clamp_min(1e-18), style, label=name)
+        ax.semilogy(path.t[1:], drift_series(path)[1:].clamp_min(1e-18), style, label=name)
     ax.axhline(DRIFT_TOLERANCE, color="k", lw=0.8, ls="--", label="ledger tolerance 1e-10")
     ax.set(xlabel="time t", ylabel=r"$\max_i |c_i(t)-c_i(0)| / \max_t(u_i^2+v_i^2)$", ylim=(1e-18, 10))
     ax.legend()
