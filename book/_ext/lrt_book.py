@@ -39,7 +39,7 @@ BOOK = ROOT / "book"
 #: namespaces whose ``__all__`` is the public API
 NAMESPACES = ("lrt", "lrt.p2")
 #: what ``lrt.check(id)`` displays: ``P1.conservation [pass] measured 6.37e-12 (tolerance: ...); detail``
-CHECK_LINE = re.compile(r"^(?P<id>P\d\.\w+) \[(?P<verdict>[^\]]+)\] measured (?P<value>\S+?)(?: \(tolerance: |$)")
+CHECK_LINE = re.compile(r"^(?P<id>P\d\.\w+) \[(?P<verdict>[^\]]+)\] measured (?P<value>.+?)(?: \(tolerance: |$)")
 #: the admonition every chapter opens with (tests/test_book.py checks its form)
 GLANCE = re.compile(
     r":::\{admonition\} Chapter at a glance\n:class: tip\n"
