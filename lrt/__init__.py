@@ -30,7 +30,8 @@ from lrt.diagonal.stages import crossing_times, first_stage_time, rescaled_time,
 from lrt.book.ledger import Claim, ClaimResult, check, claims, run_ledger
 from lrt.book.figures import figure, figure_names, glue_figure
 from lrt.transformers.models import SelfAttention, ViT, CharGPT, attention_products, from_torch_attention
-from lrt.transformers.datasets import digits_split, text_split, unigram_cross_entropy
+from lrt.transformers.datasets import cifar10_split, digits_split, text_split, unigram_cross_entropy
+from lrt.transformers.distributed import Runtime, runtime
 from lrt.transformers.tracking import (
     Tracker,
     DigitsTask,
@@ -83,6 +84,9 @@ __all__ = [
     "attention_products",
     "from_torch_attention",
     "digits_split",
+    "cifar10_split",
+    "Runtime",
+    "runtime",
     "text_split",
     "unigram_cross_entropy",
     "Tracker",

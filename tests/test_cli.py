@@ -68,3 +68,14 @@ def test_run_and_bench_without_a_name_list_what_exists(capsys):
     assert main(["run"]) == 2 and "run: NAME is required" in capsys.readouterr().err
     assert main(["bench", "nope"]) == 2 and "unknown benchmark 'nope'" in capsys.readouterr().err
     assert main(["bench", "--list"]) == 0
+
+
+def test_a_run_with_other_settings_never_overwrites_the_committed_file(tmp_path, monkeypatch, capsys):
+    from lrt.experiments import ch06_beyond_diagonal as ch06
+
+    committed = (ch06.DATA / ch06.FILES["vit-rank"]).read_bytes()
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "vit-rank", "--steps", "2"]) == 0
+    assert "writing vit-rank.pt" in capsys.readouterr().err
+    assert (tmp_path / "vit-rank.pt").is_file()
+    assert (ch06.DATA / ch06.FILES["vit-rank"]).read_bytes() == committed

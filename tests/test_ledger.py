@@ -36,6 +36,35 @@ def test_reproducible_rejects_bad_thread_counts():
         lrt.reproducible(0)
 
 
+def test_a_moved_tolerance_is_never_a_plain_pass():
+    from lrt.book.ledger import ClaimResult
+
+    fields = dict(id="X.demo", chapter="ch-conservation", statement="s", prediction="p", tolerance="≤ 1", measured=0.5,
+                  detail="", seconds=0.0)
+    fixed = ClaimResult(**fields, passed=True)
+    moved = ClaimResult(**fields, passed=True, tolerance_set="moved after")
+    failed = ClaimResult(**fields, passed=False, tolerance_set="moved after")
+    assert fixed.verdict == "pass" and failed.verdict == "FAIL"
+    assert moved.verdict == "pass (tolerance moved after measurement)"
+    assert str(moved).startswith("X.demo [pass (tolerance moved after measurement)] measured 0.5")
+    assert "moved after measurement" in moved._repr_html_() and "fixed before measurement" in fixed._repr_html_()
+    assert moved.as_dict()["tolerance_set"] == "moved after" and moved.as_dict()["verdict"] == moved.verdict
+
+
+def test_every_claim_records_when_its_tolerance_was_set():
+    when = {c.id: c.tolerance_set for c in lrt.claims()}
+    assert set(when.values()) <= {"fixed before", "moved after"}
+    assert when["P1.conservation"] == "fixed before"
+    assert {i for i, w in when.items() if w == "moved after"} >= {"P2.attention", "P2.low_rank", "P2.lora", "P2.prune_large"}
+
+
+def test_a_claim_names_when_its_tolerance_was_set():
+    from lrt.book.ledger import claim
+
+    with pytest.raises(lrt.LrtError, match="tolerance_set: expected 'fixed before' or 'moved after', got 'later'"):
+        claim("X.bad", chapter="ch-conservation", statement="", prediction="", tolerance="", tolerance_set="later")
+
+
 # --- `python -m lrt ledger --json`: every result is plain JSON, checked without measuring every claim ----
 
 

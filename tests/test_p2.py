@@ -1,6 +1,7 @@
 """Part II (Li et al.): the pattern data, the one-layer transformer, its gradients, the measurements."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -249,6 +250,176 @@ def test_bad_input_raises_lrt_error_naming_the_argument(call, message):
         call()
 
 
+def numpy_sgd(net, data, indices, lr):
+    """Plain SGD on the batch-mean binary hinge loss in numpy, with :func:`numpy_backprop`'s gradients,
+    fed the given minibatch indices: a second trainer, independent of torch autograd and ``lrt.p2.train``."""
+    W = {k: v.detach().numpy().copy() for k, v in net.weights().items()}
+    shadow = p2.OneLayerTransformer(net.W_Q.shape[0], net.W_O.shape[0], generator=0)
+    with torch.no_grad():
+        shadow.a.copy_(net.a)
+    for idx in indices:
+        with torch.no_grad():
+            for name in p2.WEIGHTS:
+                getattr(shadow, name).copy_(torch.from_numpy(W[name]))
+        grads = numpy_backprop(shadow, data.X[idx], data.signs[idx])
+        for name in p2.WEIGHTS:
+            W[name] -= lr * grads[name]
+    return W
+
+
+def test_a_numpy_trainer_retraces_lrt_train_on_the_default_model():
+    """Same data, initialisation and minibatches (seed 0 of the default setting, 150 steps: through the
+    drop of the loss); the numpy trainer's weights match ``lrt.p2.run_p2``'s to round-off."""
+    cfg = p2.P2Config(steps=150, log_every=150)
+    net, data, _, batch_seed = p2.setup_p2(cfg, seed=0)
+    gen = torch.Generator().manual_seed(batch_seed)
+    indices = [torch.randint(0, len(data), (cfg.batch,), generator=gen) for _ in range(cfg.steps)]
+    mine = numpy_sgd(net, data, indices, cfg.lr)
+    run = p2.run_p2(cfg, seed=0)
+    for name in p2.WEIGHTS:
+        theirs = getattr(run.model, name).detach().numpy()
+        assert np.abs(theirs - run.init[name].numpy()).max() > 1e-2, name  # the weights moved
+        assert np.abs(mine[name] - theirs).max() <= 1e-9 * max(1.0, np.abs(theirs).max()), name
+
+
+# --- bad input: a correct answer, or an LrtError naming the argument -----------------------------------
+
+NET = p2.OneLayerTransformer(4, 6, generator=0)
+SMALL = p2.P2Config(d=4, M=4, L=10, alpha_relevant=0.3, alpha_confusion=0.2, m=6)
+
+
+def small_data(config=SMALL, n=16, seed=1):
+    return p2.sample_pattern_data(config, n, p2.make_patterns(config.d, config.M, generator=0), generator=seed)
+
+
+def test_off_span_fraction_of_a_repeated_basis_row_is_the_fraction_for_its_span():
+    # the span of {e1, e1} is span{e1}: the identity keeps e2, e3 outside it, ‖(0, 1, 1)‖ / ‖I‖ = √(2/3)
+    got = p2.off_span_fraction(torch.eye(3), torch.tensor([[1.0, 0, 0], [1.0, 0, 0]]))
+    assert got == pytest.approx(math.sqrt(2 / 3), abs=1e-12)
+    dependent = torch.tensor([[1.0, 1.0, 0], [2.0, 2.0, 0], [1.0, -1.0, 0]])  # spans {e1, e2}
+    assert p2.off_span_fraction(torch.eye(3), dependent) == pytest.approx(math.sqrt(1 / 3), abs=1e-12)
+
+
+def test_off_span_fraction_of_a_zero_basis_is_one():
+    assert p2.off_span_fraction(torch.eye(3), torch.zeros(1, 3)) == 1.0
+    assert p2.off_span_fraction(torch.zeros(2, 3), torch.eye(3)) == 0.0  # a zero update has no part off the span
+
+
+@pytest.mark.parametrize("loss", [p2.hinge_loss, p2.zero_one_error])
+def test_losses_reject_labels_outside_the_task(loss):
+    with pytest.raises(lrt.LrtError, match=r"y: expected classes in \{0, …, 1\} .* got values in \[2, 5\]"):
+        loss(torch.tensor([0.5, 0.5]), torch.tensor([2, 5]))
+    with pytest.raises(lrt.LrtError, match=r"y: expected classes in \{0, …, 2\}"):
+        loss(torch.zeros(2, 3), torch.tensor([0, 3]))
+    with pytest.raises(lrt.LrtTypeError, match="y: expected an integer tensor"):
+        loss(torch.tensor([0.5, 0.5]), torch.tensor([0.0, 1.0]))
+    with pytest.raises(lrt.LrtError, match=r"y: expected shape \(2,\)"):
+        loss(torch.tensor([0.5, 0.5]), torch.tensor([0, 1, 1]))
+
+
+def test_a_binary_network_does_not_train_on_three_class_data():
+    three = small_data(p2.P2Config(**{**SMALL.__dict__, "n_classes": 3}))
+    with pytest.raises(lrt.LrtError, match=r"model: a network with 1 output\(s\) cannot fit data with 3 classes"):
+        p2.train(p2.OneLayerTransformer(4, 6, generator=0), three, three, steps=2, batch=4, lr=1.0, generator=0)
+    with pytest.raises(lrt.LrtError, match=r"model: a network with 1 output\(s\) cannot fit data with 3 classes"):
+        p2.evaluate(NET, three)
+
+
+def test_training_stops_at_the_first_non_finite_loss_with_step_and_value():
+    data = small_data()
+    net = p2.OneLayerTransformer(4, 6, generator=0)
+    with pytest.raises(lrt.LrtError, match=r"lr: training diverged: the minibatch loss is (inf|nan) at step (\d+) of 200") as info:
+        p2.train(net, data, data, steps=200, batch=8, lr=1e6, generator=0)
+    step = int(re.search(r"at step (\d+)", str(info.value)).group(1))
+    assert step > 1  # the first steps are finite: the run stops where the loss first overflows, not before
+    p2.train(p2.OneLayerTransformer(4, 6, generator=0), data, data, steps=step - 1, batch=8, lr=1e6, generator=0)
+
+
+def test_training_rejects_non_finite_tokens():
+    data = small_data()
+    X = data.X.clone()
+    X[3, 0, 0] = float("nan")
+    bad = p2.PatternData(X, data.y, data.token_pattern, data.patterns, data.config)
+    with pytest.raises(lrt.LrtError, match="train_data: expected finite tokens X, got NaN or inf in 1 of 16 samples"):
+        p2.train(p2.OneLayerTransformer(4, 6, generator=0), bad, data, steps=2, batch=4, lr=1.0, generator=0)
+    with pytest.raises(lrt.LrtError, match="test_data: expected finite tokens X"):
+        p2.train(p2.OneLayerTransformer(4, 6, generator=0), data, bad, steps=2, batch=4, lr=1.0, generator=0)
+
+
+def test_lora_rank_above_the_matrix_size_is_rejected():
+    with pytest.raises(lrt.LrtError, match=r"rank: expected at most 4 \(the smaller side of the adapted matrices"):
+        p2.LoRATransformer(NET, rank=100, generator=0)
+    assert p2.LoRATransformer(NET, rank=4, generator=0).rank == 4
+
+
+@pytest.mark.parametrize("idx, error, message", [
+    (torch.tensor([-1]), lrt.LrtError, r"idx: expected neuron indices in \[0, 6\), got values in \[-1, -1\]"),
+    (torch.tensor([99]), lrt.LrtError, r"idx: expected neuron indices in \[0, 6\), got values in \[99, 99\]"),
+    (torch.tensor([1.0]), lrt.LrtTypeError, r"idx: expected integer neuron indices in \[0, 6\), got torch.float\d+"),
+    (torch.tensor([[1]]), lrt.LrtError, r"idx: expected a 1-D tensor of neuron indices"),
+])
+def test_pruned_rejects_indices_that_are_not_neurons(idx, error, message):
+    with pytest.raises(error, match=message):
+        p2.pruned(NET, idx)
+
+
+def test_pruned_accepts_a_list_of_indices():
+    assert p2.row_norms(p2.pruned(NET, [0, 5]).W_O.detach()).eq(0).tolist() == [True, False, False, False, False, True]
+
+
+def test_multi_output_must_be_a_bool():
+    with pytest.raises(lrt.LrtTypeError, match="multi_output: expected True or False, got str 'yes'"):
+        p2.P2Config(multi_output="yes")
+
+
+def test_sample_pattern_data_rejects_patterns_that_are_not_orthonormal():
+    with pytest.raises(lrt.LrtError, match=r"patterns: expected orthonormal rows .* got max \|U Uᵀ − I\| = 4"):
+        p2.sample_pattern_data(SMALL, 3, torch.ones(4, 4), generator=0)
+    with pytest.raises(lrt.LrtError, match="patterns: expected orthonormal rows"):
+        p2.sample_pattern_data(SMALL, 3, 2.0 * torch.eye(4), generator=0)
+
+
+@pytest.mark.parametrize("X, message", [
+    (torch.zeros(2, 3, 5), r"X: expected shape \(N, L, d = 4\) .* got \(2, 3, 5\)"),
+    (torch.zeros(3, 4), r"X: expected shape \(N, L, d = 4\) .* got \(3, 4\)"),
+])
+def test_forward_rejects_tokens_of_the_wrong_shape(X, message):
+    with pytest.raises(lrt.LrtError, match=message):
+        NET(X)
+
+
+def test_forward_on_float32_tokens_is_the_float64_answer():
+    X = small_data(n=4).X
+    assert torch.equal(NET(X.to(torch.float32)), NET(X.to(torch.float32).to(torch.float64)))
+    assert NET(X.to(torch.float32)).dtype == torch.float64
+
+
+@pytest.mark.parametrize("call", [
+    lambda lora: p2.pruned(lora, torch.tensor([1])),
+    lambda lora: p2.pruning_curve(lora, small_data(), [0.1], order="smallest"),
+])
+def test_pruning_a_lora_model_is_rejected_naming_the_model(call):
+    with pytest.raises(lrt.LrtTypeError, match=r"model: expected a OneLayerTransformer \(pruning zeroes rows of its trained W_O\), got LoRATransformer"):
+        call(p2.LoRATransformer(NET, rank=1, generator=0))
+
+
+def test_lora_with_nothing_to_adapt_is_rejected():
+    with pytest.raises(lrt.LrtError, match=r"adapt: expected at least one of W_Q, W_K, W_V, W_O \(nothing to train\)"):
+        p2.LoRATransformer(NET, rank=1, adapt=[], generator=0)
+
+
+def test_lucky_fraction_of_no_neurons_is_rejected():
+    with pytest.raises(lrt.LrtError, match="norms: expected the row norms of at least one neuron"):
+        p2.lucky_fraction(torch.tensor([]))
+    with pytest.raises(lrt.LrtError, match="norms: expected row norms >= 0"):
+        p2.lucky_fraction(torch.tensor([1.0, -0.5]))
+
+
+def test_a_single_adapted_name_is_one_name():
+    lora = p2.LoRATransformer(NET, rank=1, adapt="W_Q", generator=0)
+    assert lora.adapt == ("W_Q",) and sorted(n for n, _ in lora.named_parameters()) == ["A_Q", "B_Q"]
+
+
 # --- the committed results files are what a short run reproduces ---------------------------------------
 
 
@@ -298,3 +469,30 @@ def test_the_part_ii_figures_are_listed_and_cheap_ones_render(tmp_path, capsys):
     for name in ("p2-attention", "p2-rank-vs-classes", "p2-lora"):
         target = tmp_path / f"{name}.png"
         assert main(["figure", name, "--out", str(target)]) == 0 and target.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_short_run_reproduces_the_attention_rate_file():
+    """Seed 0 under both seedings, 50 steps: the first two log entries of the committed 500-step runs (to round-off,
+    which differs between CPUs), and the part seeds are the ones the file was made with."""
+    from lrt.experiments import ch07_p2_model as ch07
+
+    short = ch07.rate_record(steps=50, seeds=(0,))
+    saved = torch.load(ch07.RATE_FILE, weights_only=True)
+    assert saved["seeds"].tolist() == list(range(60)) and saved["derived/attention"].shape == (60, 11)
+    for seeding in ch07.SEEDINGS:
+        for key in ("steps", "test_hinge", "test_error", "attention"):
+            assert torch.allclose(short[f"{seeding}/{key}"][0], saved[f"{seeding}/{key}"][0, :2], rtol=0, atol=1e-9), (seeding, key)
+    assert ch07.part_seeds("derived", 0) == p2.seeds_for(0, 5) and len(set(ch07.part_seeds("independent", 0))) == 5
+
+
+@pytest.mark.parametrize("part_seeds", [(1, 2, 3), (1, 2, 3, 4, -5), (1, 2, 3, 4, 5.0), "12345"])
+def test_part_seeds_must_be_five_non_negative_ints(part_seeds):
+    with pytest.raises(lrt.LrtError, match="part_seeds: expected five ints >= 0"):
+        p2.setup_p2(p2.P2Config(n_train=8, n_test=4), part_seeds=part_seeds)
+
+
+def test_part_seeds_replace_the_derived_seeds():
+    cfg = p2.P2Config(n_train=8, n_test=4)
+    a = p2.setup_p2(cfg, seed=3)
+    b = p2.setup_p2(cfg, seed=99, part_seeds=p2.seeds_for(3, 5))
+    assert torch.equal(a[1].X, b[1].X) and torch.equal(a[0].W_O, b[0].W_O) and a[3] == b[3]

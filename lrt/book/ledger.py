@@ -20,6 +20,9 @@ from lrt.book.registry import Registry
 
 __all__ = ["Claim", "ClaimResult", "Measurement", "claim", "check", "claims", "run_ledger"]
 
+#: when a claim's tolerance was set: before its measurement (the rule), or moved after seeing it
+FIXED_BEFORE, MOVED_AFTER = "fixed before", "moved after"
+
 
 @dataclass(frozen=True)
 class Measurement:
@@ -98,7 +101,8 @@ def plain_bool(name: str, value) -> bool:
 @dataclass(frozen=True)
 class Claim:
     """A checked claim: ``id`` (e.g. ``P1.conservation``), the chapter label that checks it, the
-    statement, the measurable prediction, the tolerance in words, and its measuring function."""
+    statement, the measurable prediction, the tolerance in words, its measuring function, and
+    ``tolerance_set``: whether the tolerance was fixed before the measurement or moved after it."""
 
     id: str
     chapter: str
@@ -106,11 +110,15 @@ class Claim:
     prediction: str
     tolerance: str
     measure: Callable[[], Measurement]
+    tolerance_set: str = FIXED_BEFORE
 
 
 @dataclass(frozen=True, repr=False)
 class ClaimResult:
-    """A claim with its measurement. ``seconds`` (wall time) is kept out of the notebook display."""
+    """A claim with its measurement. ``seconds`` (wall time) is kept out of the notebook display.
+
+    ``verdict`` is ``pass``, ``FAIL``, or — for a tolerance moved after its measurement, which is
+    never a plain pass — ``pass (tolerance moved after measurement)``."""
 
     id: str
     chapter: str
@@ -121,11 +129,12 @@ class ClaimResult:
     passed: bool
     detail: str
     seconds: float
+    tolerance_set: str = FIXED_BEFORE
     shown: str = ""
 
     def as_dict(self) -> dict:
-        """The result as a dict of plain ``str``, ``float`` and ``bool`` (JSON as it is)."""
-        return asdict(self)
+        """The result as a dict of plain ``str``, ``float`` and ``bool`` (JSON as it is), with its verdict."""
+        return asdict(self) | {"verdict": self.verdict}
 
     @property
     def measured_text(self) -> str:
@@ -134,7 +143,9 @@ class ClaimResult:
 
     @property
     def verdict(self) -> str:
-        return "pass" if self.passed else "FAIL"
+        if not self.passed:
+            return "FAIL"
+        return "pass" if self.tolerance_set == FIXED_BEFORE else "pass (tolerance moved after measurement)"
 
     def __str__(self) -> str:
         return (
@@ -145,12 +156,12 @@ class ClaimResult:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        colour = "#1a7f37" if self.passed else "#cf222e"
+        colour = "#cf222e" if not self.passed else "#1a7f37" if self.tolerance_set == FIXED_BEFORE else "#9a6700"
         rows = [
             ("statement", self.statement),
             ("prediction", self.prediction),
             ("measured", self.measured_text + (f" ({self.detail})" if self.detail else "")),
-            ("tolerance", self.tolerance),
+            ("tolerance", f"{self.tolerance} ({self.tolerance_set} measurement)"),
         ]
         body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{html.escape(v)}</td></tr>" for k, v in rows)
         return (
@@ -169,16 +180,21 @@ _CLAIMS: Registry[Claim] = Registry("claim")
 _RESULTS: dict[str, ClaimResult] = {}
 
 
-def claim(id: str, *, chapter: str, statement: str, prediction: str, tolerance: str):
+def claim(id: str, *, chapter: str, statement: str, prediction: str, tolerance: str, tolerance_set: str = FIXED_BEFORE):
     """Register the decorated zero-argument function as the measurement of claim ``id``.
 
-    The function returns a :class:`Measurement`.
+    The function returns a :class:`Measurement`. ``tolerance_set`` records when the tolerance was
+    set: ``"fixed before"`` the measurement (the rule) or ``"moved after"`` it (then the tolerance
+    text says what moved and why, and a pass is shown as ``pass (tolerance moved after measurement)``).
 
     Defined in :ref:`ch-conservation`.
     """
 
+    if tolerance_set not in (FIXED_BEFORE, MOVED_AFTER):
+        raise LrtError(f"tolerance_set: expected {FIXED_BEFORE!r} or {MOVED_AFTER!r}, got {tolerance_set!r}")
+
     def wrap(fn: Callable[[], Measurement]):
-        _CLAIMS.add(id, Claim(id, chapter, statement, prediction, tolerance, fn))
+        _CLAIMS.add(id, Claim(id, chapter, statement, prediction, tolerance, fn, tolerance_set))
         return fn
 
     return wrap
@@ -208,7 +224,7 @@ def check(id: str) -> ClaimResult:
             raise LrtTypeError(f"claim {id}: the measuring function returned {type(m).__name__}, not a Measurement")
         _RESULTS[id] = ClaimResult(
             c.id, c.chapter, c.statement, c.prediction, c.tolerance, m.value, m.passed, m.detail,
-            time.perf_counter() - start, m.shown,
+            time.perf_counter() - start, c.tolerance_set, m.shown,
         )
     return _RESULTS[id]
 

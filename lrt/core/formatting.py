@@ -87,7 +87,8 @@ def _short(x: float) -> str:
 class Table:
     """Rows of text under a header: shown as an HTML table in the book, as aligned text elsewhere."""
 
-    def __init__(self, header, rows):
+    def __init__(self, header, rows, caption: str = ""):
+        self.caption = str(caption)
         self.header = [str(h) for h in header]
         self.rows = [[str(x) for x in row] for row in rows]
         if any(len(row) != len(self.header) for row in self.rows):
@@ -95,23 +96,31 @@ class Table:
 
     def __repr__(self) -> str:
         widths = [max(len(r[j]) for r in [self.header, *self.rows]) for j in range(len(self.header))]
-        return "\n".join("  ".join(x.rjust(w) for x, w in zip(r, widths)) for r in [self.header, *self.rows])
+        lines = [self.caption] if self.caption else []
+        lines += ["  ".join(x.rjust(w) for x, w in zip(r, widths)) for r in [self.header, *self.rows]]
+        return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         head = "".join(f"<th style='text-align:right'>{html.escape(h)}</th>" for h in self.header)
         body = "".join("<tr>" + "".join(f"<td style='text-align:right'>{html.escape(x)}</td>" for x in r) + "</tr>"
                        for r in self.rows)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        cap = f"<caption style='text-align:left'>{html.escape(self.caption)}</caption>" if self.caption else ""
+        return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def table(header, rows) -> Table:
-    """A table of already formatted entries (use :func:`shown` and :func:`below` for numbers).
+def table(header, rows, caption: str = "") -> Table:
+    """A table of already formatted entries (use :func:`shown` and :func:`below` for numbers),
+    with an optional one-line ``caption`` above it.
 
     >>> table(["η", "drift"], [["0.04", shown(1.0098)], ["0.02", shown(0.4741)]])
        η   drift
     0.04   1.010
     0.02  0.4741
+    >>> table(["seed", "rate"], [[0, "0.72"]], caption="Seed 0, the committed run")
+    Seed 0, the committed run
+    seed  rate
+       0  0.72
 
     Defined in :ref:`ch-conservation`.
     """
-    return Table(header, rows)
+    return Table(header, rows, caption)

@@ -1,8 +1,8 @@
 """Chapter 8, *Why the updates are low rank* (label ``ch-low-rank-updates``).
 
-Spectra of ΔW_Q, ΔW_K, ΔW_V, ΔW_O of the default runs (E2; claims C1, C1b), and the rank of the
+Spectra of ΔW_Q, ΔW_K, ΔW_V, ΔW_O of the default runs (claims P2.low_rank, P2.directions), and the rank of the
 update against the number of label-relevant patterns: C classes with one pattern each (C = 2…5,
-C-output head) and the binary task with K = 2 patterns per class (E5). The sweep is kept in a
+C-output head) and the binary task with K = 2 patterns per class. The sweep is kept in a
 small committed file (``python -m lrt run p2-rank-sweep``).
 """
 
@@ -16,17 +16,14 @@ import torch
 from tqdm import tqdm
 
 from lrt import load_results, save_results
-from lrt.experiments.ch07_p2_model import ALL_SEEDS, DATA, SEEDS, attention_table, concentrated, default_run
+from lrt.experiments.ch07_p2_model import DATA, SEEDS, attention_table, concentrated, rate_file
 from lrt.book.figures import register_figure
 from lrt.book.ledger import Measurement, claim
 from lrt.p2 import (
     WEIGHTS,
     P2Config,
-    off_span_fraction,
-    pattern_projections,
     run_p2,
     run_summary,
-    update_spectrum,
 )
 from lrt.book.tasks import register_run
 
@@ -37,11 +34,11 @@ RANK_CUT = 0.05  # numerical rank: σ_j > 5 % of σ_1
 
 
 def class_config(C: int) -> P2Config:
-    """C classes, one relevant pattern each, a C-output head (spec §8's clean rank experiment)."""
+    """C classes, one relevant pattern each, a C-output head (the clean rank experiment)."""
     return P2Config(n_classes=C, multi_output=True)
 
 
-#: binary task with K = 2 relevant patterns per class (4 relevant patterns in all), α_* = 0.2 (spec E5)
+#: binary task with K = 2 relevant patterns per class (4 relevant patterns in all), α_* = 0.2
 K2_CONFIG = P2Config(patterns_per_class=2, alpha_relevant=0.2)
 
 
@@ -89,38 +86,46 @@ def rank_table(cut: float = RANK_CUT) -> dict[str, list[list[int]]]:
     }
 
 
+def spectrum(sigma: torch.Tensor, k: int = 2, cut: float = RANK_CUT) -> dict:
+    """From singular values (descending): ``energy`` e_k, ``tail`` σ_{k+1}/σ_1 and ``rank`` at ``cut``, as
+    :func:`lrt.p2.update_spectrum` computes them from the matrix."""
+    energy = sigma**2
+    return {
+        "sigma": sigma, "energy": (energy[:k].sum() / energy.sum()).item(), "tail": (sigma[k] / sigma[0]).item(),
+        "rank": numerical_rank(sigma, cut),
+    }
+
+
 @lru_cache(maxsize=None)
 def spectra() -> dict[str, list[dict]]:
-    """:func:`lrt.p2.update_spectrum` of each ΔW of the default runs: {matrix: [per seed 0–9]}.
+    """:func:`spectrum` of each ΔW of the 60 default runs (seeds 0–59, lrt.p2's seeding; committed
+    singular values): {matrix: [per seed]}.
 
     Defined in :ref:`ch-low-rank-updates`.
     """
-    return {w: [update_spectrum(default_run(s).delta(w)) for s in ALL_SEEDS] for w in WEIGHTS}
-
-
-def direction_ratio(delta: torch.Tensor, patterns: torch.Tensor) -> float:
-    """max_{j ≥ 3} ‖ΔW μ_j‖ / mean_{j ∈ {1, 2}} ‖ΔW μ_j‖ (claim C1b)."""
-    proj = pattern_projections(delta, patterns)
-    return (proj[2:].max() / proj[:2].mean()).item()
+    rec = rate_file()
+    return {w: [spectrum(sigma) for sigma in rec[f"derived/sigma_{w}"]] for w in WEIGHTS}
 
 
 @lru_cache(maxsize=None)
-def directions() -> dict[str, list[float]]:
-    """C1b ratio for W_Q, W_K, W_V of each default run (seeds 0–9), and the off-span fraction of each.
+def directions() -> dict[str, np.ndarray]:
+    """Direction ratio max_{j ≥ 3} ‖ΔW μ_j‖ / mean_{j ∈ {1, 2}} ‖ΔW μ_j‖ for W_Q, W_K, W_V of each of the 60
+    default runs, and the off-span fraction of each update (:func:`lrt.p2.off_span_fraction` w.r.t. μ1, μ2).
 
     Defined in :ref:`ch-low-rank-updates`.
     """
+    rec = rate_file()
     out = {}
     for w in ("W_Q", "W_K", "W_V"):
-        runs = [default_run(s) for s in ALL_SEEDS]
-        out[w] = [direction_ratio(r.delta(w), r.train_data.patterns) for r in runs]
-        out["offspan_" + w] = [off_span_fraction(r.delta(w), r.train_data.patterns[:2]) for r in runs]
+        proj = rec[f"derived/proj_{w}"]
+        out[w] = (proj[:, 2:].max(dim=1).values / proj[:, :2].mean(dim=1)).numpy()
+        out["offspan_" + w] = rec[f"derived/offspan_{w}"].numpy()
     return out
 
 
 def query_update_table() -> dict[str, np.ndarray]:
-    """Per seed 0–9: the final relevant attention mass, whether it reaches the spec's C5 level
-    (``concentrated``), and for ΔW_Q the energy share ``e2``, ``tail`` σ3/σ1 and the C1b ``ratio``.
+    """Per default run (seeds 0–59): the final relevant attention mass, whether it reaches the level
+    (``concentrated``), and for ΔW_Q the energy share ``e2``, ``tail`` σ3/σ1 and the direction ``ratio``.
 
     Defined in :ref:`ch-low-rank-updates`.
     """
@@ -131,7 +136,20 @@ def query_update_table() -> dict[str, np.ndarray]:
     }
 
 
+def query_attention_correlation() -> float:
+    """Spearman's rank correlation between the final attention mass and e2(ΔW_Q) over the 60 runs."""
+    from scipy.stats import spearmanr
+
+    q = query_update_table()
+    return float(spearmanr(q["attention"], q["e2"]).statistic)
+
+
 # --- claims -------------------------------------------------------------------------------------
+
+
+def _runs(mask: np.ndarray) -> str:
+    seeds = [int(x) for x in attention_table()["seed"][mask]]
+    return f"{len(seeds)} runs" + (f" (seeds {seeds})" if 0 < len(seeds) <= 8 else "")
 
 
 @claim(
@@ -139,28 +157,32 @@ def query_update_table() -> dict[str, np.ndarray]:
     chapter=CHAPTER,
     statement=(
         "SGD's updates of W_V and W_O have rank 2 = the number of label-relevant patterns and ΔW_K is dominated by its top "
-        "two singular values, on every seed; ΔW_Q is that concentrated only on the seeds where the attention concentrates (C1, as measured)."
+        "two singular values, on every run; ΔW_Q is that concentrated only on runs where the attention concentrates (as measured)."
     ),
     prediction=(
-        "e2 = (σ1² + σ2²)/Σσ² and σ3/σ1 of ΔW_Q, ΔW_K, ΔW_V, ΔW_O on seeds 0–9; measured value: max σ3/σ1 of ΔW_V, ΔW_O"
+        "e2 = (σ1² + σ2²)/Σσ² and σ3/σ1 of ΔW_Q, ΔW_K, ΔW_V, ΔW_O on the 60 default runs (seeds 0–59); measured value: max σ3/σ1 of ΔW_V, ΔW_O"
     ),
     tolerance=(
-        "the spec's C1 bounds: e2 ≥ 0.99 and σ3/σ1 ≤ 0.05 for V and O, e2 ≥ 0.9 for K, on every seed; e2 ≥ 0.9 for Q on every "
-        "seed that reaches the spec's C5 attention level (P2.attention)"
+        "e2 ≥ 0.99 and σ3/σ1 ≤ 0.05 for V and O, e2 ≥ 0.9 for K, on every run; e2 ≥ 0.9 for Q on every run that reaches the "
+        "attention level of P2.attention. Moved after measurement: the reconstruction also asked e2 ≥ 0.9 and σ3/σ1 ≤ 0.15 for Q "
+        "on every run; the Q bounds were restricted to concentrating runs and σ3/σ1 ≤ 0.15 dropped after seed 1 measured 0.151"
     ),
+    tolerance_set="moved after",
 )
 def _low_rank() -> Measurement:
     sp, q = spectra(), query_update_table()
     e2_vo = min(s["energy"] for w in ("W_V", "W_O") for s in sp[w])
     tail_vo = max(s["tail"] for w in ("W_V", "W_O") for s in sp[w])
     e2_k = min(s["energy"] for s in sp["W_K"])
-    e2_q = q["e2"][q["concentrated"]]
+    ok = q["concentrated"]
+    low_q = ok & (q["e2"] < 0.9)
     detail = (
         f"min e2 over V, O: {e2_vo:.4f}; max σ3/σ1 over V, O: {tail_vo:.4f}; min e2(K) {e2_k:.3f}; "
-        f"e2(Q) on the concentrated seeds {[int(s) for s in q['seed'][q['concentrated']]]}: {', '.join(f'{x:.3f}' for x in e2_q)}; "
-        f"on the others: {', '.join(f'{x:.3f}' for x in q['e2'][~q['concentrated']])}"
+        f"e2(Q) {q['e2'][ok].min():.3f}–{q['e2'][ok].max():.3f} on the {int(ok.sum())} concentrating runs "
+        f"(below 0.9 on {_runs(low_q)}), {q['e2'][~ok].min():.3f}–{q['e2'][~ok].max():.3f} on the other {int((~ok).sum())}; "
+        f"σ3/σ1(Q) above 0.15 on {_runs(q['tail'] > 0.15)}"
     )
-    passed = e2_vo >= 0.99 and tail_vo <= 0.05 and e2_k >= 0.9 and len(e2_q) > 0 and e2_q.min() >= 0.9
+    passed = e2_vo >= 0.99 and tail_vo <= 0.05 and e2_k >= 0.9 and ok.any() and not low_q.any()
     return Measurement(tail_vo, bool(passed), detail)
 
 
@@ -168,17 +190,25 @@ def _low_rank() -> Measurement:
     "P2.directions",
     chapter=CHAPTER,
     statement=(
-        "The updates of W_K and W_V act mostly on the label-relevant patterns μ1, μ2 on every seed, and so does the update "
-        "of W_Q on the seeds where the attention concentrates (C1b)."
+        "The updates of W_K and W_V act mostly on the label-relevant patterns μ1, μ2 on every run, and so does the update "
+        "of W_Q on runs where the attention concentrates."
     ),
-    prediction="ratio max_{j≥3} ‖ΔW μ_j‖ / mean_{j∈{1,2}} ‖ΔW μ_j‖ on seeds 0–9; measured value: the worst ratio that the tolerance covers",
-    tolerance="the spec's C1b bound ≤ 0.5: for W_K and W_V on every seed, for W_Q on every seed at the spec's C5 attention level",
+    prediction="ratio max_{j≥3} ‖ΔW μ_j‖ / mean_{j∈{1,2}} ‖ΔW μ_j‖ on the 60 default runs; measured value: the worst ratio that the tolerance covers",
+    tolerance=(
+        "≤ 0.5 for W_K and W_V on every run, for W_Q on every run at the attention level of P2.attention. Moved after "
+        "measurement: the reconstruction asked ≤ 0.5 for W_Q on every run"
+    ),
+    tolerance_set="moved after",
 )
 def _directions() -> Measurement:
     d, q = directions(), query_update_table()
-    worst = max(max(d["W_K"]), max(d["W_V"]), float(q["ratio"][q["concentrated"]].max()))
-    detail = "per seed " + "; ".join(f"{w[-1]}: {', '.join(f'{x:.2f}' for x in d[w])}" for w in ("W_Q", "W_K", "W_V"))
-    detail += "; off-span fraction of ΔW_V " + ", ".join(f"{x:.2f}" for x in d["offspan_W_V"])
+    ok = q["concentrated"]
+    worst = max(d["W_K"].max(), d["W_V"].max(), q["ratio"][ok].max())
+    rng = lambda x: f"{x.min():.2f}–{x.max():.2f}"  # noqa: E731
+    detail = (
+        f"K {rng(d['W_K'])}, V {rng(d['W_V'])} (all runs); Q {rng(q['ratio'][ok])} (concentrating runs), "
+        f"{rng(q['ratio'][~ok])} (others; above 0.5 on {_runs(q['ratio'] > 0.5)}); off-span fraction of ΔW_V {rng(d['offspan_W_V'])}"
+    )
     return Measurement.at_most(float(worst), 0.5, detail)
 
 
@@ -206,16 +236,21 @@ def _figure_spectra():
     import matplotlib.pyplot as plt
 
     sp = spectra()
-    fig, axes = plt.subplots(1, 4, figsize=(12, 3.3), sharey=True)
-    for ax, w in zip(axes, WEIGHTS):
-        for s, spec in zip(SEEDS, sp[w]):  # the first three of seeds 0–9
+    fig, axes = plt.subplots(2, 2, figsize=(8, 6), sharey=True, sharex=True)
+    for ax, w in zip(axes.flat, WEIGHTS):
+        for s, spec in zip(SEEDS, sp[w]):  # seeds 0, 1, 2
             sigma = spec["sigma"]
             ax.semilogy(np.arange(1, 21), (sigma[:20] / sigma[0]).numpy(), "o-", ms=3, color=f"C{s}", label=f"seed {s}")
         ax.axhline(RANK_CUT, color="k", ls=":", lw=1)
-        ax.set(title=f"$\\Delta W_{w[-1]}$", xlabel="index j", xticks=[1, 5, 10, 15, 20])
-    axes[0].set(ylabel=r"$\sigma_j / \sigma_1$", ylim=(1e-4, 1.5))
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
+        ax.set_title(f"$\\Delta W_{w[-1]}$", fontsize=12)
+        ax.set(xticks=[1, 5, 10, 15, 20], ylim=(1e-4, 1.5))
+    for ax in axes[1]:
+        ax.set_xlabel("index j", fontsize=11)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(r"$\sigma_j / \sigma_1$", fontsize=11)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=11, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     return fig
 
 
@@ -223,10 +258,10 @@ def _figure_spectra():
 def _figure_projections():
     import matplotlib.pyplot as plt
 
-    run = default_run(0)
+    rec = rate_file()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     for ax, w in zip(axes, ("W_Q", "W_K", "W_V")):
-        proj = pattern_projections(run.delta(w), run.train_data.patterns).numpy()
+        proj = rec[f"derived/proj_{w}"][0].numpy()  # seed 0
         colours = ["C3", "C0"] + ["C7"] * (len(proj) - 2)
         ax.bar(np.arange(1, len(proj) + 1), proj, color=colours)
         ax.set(title=f"$\\|\\Delta W_{w[-1]} \\mu_j\\|$", xlabel="pattern j", xticks=[1, 2, 5, 10, 15, 20])
@@ -248,6 +283,27 @@ def _figure_rank_vs_classes():
         ax.axhline(RANK_CUT, color="k", ls=":", lw=1)
         ax.set(title=f"$\\Delta W_{w[-1]}$", xlabel="index j", xticks=range(1, 11))
     axes[0].set(ylabel=r"$\sigma_j / \sigma_1$", ylim=(1e-4, 1.5))
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+@register_figure(
+    "p2-query-vs-attention", chapter=CHAPTER,
+    caption="e2 and σ3/σ1 of ΔW_Q against the final relevant attention mass, the 60 default runs.",
+)
+def _figure_query_vs_attention():
+    import matplotlib.pyplot as plt
+
+    q = query_update_table()
+    ok = q["concentrated"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
+    for ax, key, label, bound in zip(axes, ("e2", "tail"), (r"$e_2(\Delta W_Q)$", r"$\sigma_3/\sigma_1(\Delta W_Q)$"), (0.9, 0.15)):
+        ax.plot(q["attention"][ok], q[key][ok], "o", ms=4, color="C2", label="reaches the attention level")
+        ax.plot(q["attention"][~ok], q[key][~ok], "s", ms=4, color="C1", label="does not")
+        ax.axhline(bound, color="k", ls=":", lw=1)
+        ax.axvline(0.75, color="grey", ls="--", lw=1)
+        ax.set(xlabel="final relevant attention mass", ylabel=label)
+    axes[0].legend(fontsize=9, loc="lower right")
     fig.tight_layout()
     return fig

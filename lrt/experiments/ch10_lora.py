@@ -40,6 +40,11 @@ TUNE_GRID = (0.003, 0.01, 0.03, 0.1)
 TUNE_CASES = (("C4", 1), ("C4", 3), ("C4", 5), ("binary", 1), ("binary", 4))
 
 
+def task_label(name: str) -> str:
+    """How the book names a task of :data:`TASKS`: ``binary`` or ``C = 4``."""
+    return name if name == "binary" else f"C = {name[1:]}"
+
+
 def lora_run(config: P2Config, seed: int, rank: int, *, lr: float = LORA_LR, steps: int | None = None) -> tuple[LoRATransformer, TrainLog]:
     """Rank-``rank`` adapters (scale α/r, α = :data:`LORA_ALPHA`) on the frozen initial network of
     (``config``, ``seed``), trained by Adam with step ``lr`` on the same data, minibatches and T as
@@ -172,8 +177,10 @@ def sufficient_ranks(task: dict, slack: float = 0.01) -> list[int]:
     ),
     tolerance=(
         "C = 4: every r ≥ 3 within 0.01 of full training on every seed, and mean error ≥ 0.05 at r = 1; binary: every r within "
-        "0.01 of full training on the seed mean and within 0.02 on every seed"
+        "0.01 of full training on the seed mean and within 0.02 on every seed. Moved after measurement: the binary bound was "
+        "within 0.01 on every seed, loosened to the seed mean (and 0.02 per seed) after one seed measured a gap of 0.013"
     ),
+    tolerance_set="moved after",
 )
 def _lora() -> Measurement:
     table = lora_table()
@@ -212,6 +219,6 @@ def _figure_lora():
         ax.set(xlabel="adapter rank r", ylabel=f"final test {'hinge loss' if key == 'hinge' else '0-1 error'}", xticks=range(1, 6))
     axes[0].set_yscale("symlog", linthresh=0.01)
     axes[0].set_ylim(bottom=0)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=10)
     fig.tight_layout()
     return fig

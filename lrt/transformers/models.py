@@ -30,7 +30,17 @@ from torch import nn
 from lrt.core.errors import LrtError, LrtTypeError
 from lrt.core import checks as _checks
 
-__all__ = ["SelfAttention", "Block", "ViT", "CharGPT", "attention_layers", "attention_products", "from_torch_attention"]
+__all__ = [
+    "SelfAttention",
+    "Block",
+    "ViT",
+    "CharGPT",
+    "attention_layers",
+    "layer_dims",
+    "head_weights",
+    "attention_products",
+    "from_torch_attention",
+]
 
 
 def _check_dims(d_model, n_heads, d_head):
@@ -160,7 +170,8 @@ class ViT(nn.Module):
     and a linear classifier on the final class token.
 
     Arguments:
-        image_size: side of the images (8 for the digits).
+        image_size: side of the images (8 for the digits, 32 for CIFAR-10).
+        channels: colour channels (1 for the digits, 3 for CIFAR-10); a patch is ``channels × patch × patch``.
         patch: side of a patch (must divide ``image_size``).
         n_classes: number of classes.
         d_model, n_layers, n_heads: the transformer's width, depth and heads per layer.
@@ -169,7 +180,8 @@ class ViT(nn.Module):
         generator: ``torch.Generator`` or int seed for the initialisation.
         dtype: parameter dtype (default float64).
 
-    Input images ``(batch, image_size, image_size)``; output logits ``(batch, n_classes)``.
+    Input images ``(batch, image_size, image_size)`` (one channel) or ``(batch, channels, image_size,
+    image_size)``; output logits ``(batch, n_classes)``.
 
     >>> vit = ViT(d_model=16, n_layers=2, n_heads=2, generator=0)
     >>> tuple(vit(torch.zeros(5, 8, 8)).shape), vit.n_tokens
@@ -178,30 +190,39 @@ class ViT(nn.Module):
     Defined in :ref:`ch-beyond-diagonal`.
     """
 
-    def __init__(self, *, image_size: int = 8, patch: int = 2, n_classes: int = 10, d_model: int = 32, n_layers: int = 2,
+    def __init__(self, *, image_size: int = 8, channels: int = 1, patch: int = 2, n_classes: int = 10, d_model: int = 32, n_layers: int = 2,
                  n_heads: int = 4, init_scale: float = 1.0, tie_qk: bool = False, generator=0, dtype: torch.dtype = torch.float64):
         super().__init__()
         d_model, n_layers, n_heads, init_scale = _common_checks(d_model, n_layers, n_heads, init_scale, dtype)
         self.image_size = _checks.positive_int("image_size", image_size)
         self.patch = _checks.positive_int("patch", patch)
+        self.channels = _checks.positive_int("channels", channels)
         if self.image_size % self.patch:
             raise LrtError(f"patch: expected a divisor of image_size = {self.image_size}, got {self.patch}")
         n_classes = _checks.positive_int("n_classes", n_classes, minimum=2)
         self.n_tokens = (self.image_size // self.patch) ** 2 + 1
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model))
         self.pos = nn.Parameter(torch.zeros(1, self.n_tokens, d_model))
-        self.embed = nn.utils.skip_init(nn.Linear, self.patch**2, d_model)
+        self.embed = nn.utils.skip_init(nn.Linear, self.channels * self.patch**2, d_model)
         self.blocks = nn.ModuleList(Block(d_model, n_heads, tie_qk=tie_qk) for _ in range(n_layers))
         self.ln = nn.LayerNorm(d_model)
         self.head = nn.utils.skip_init(nn.Linear, d_model, n_classes)
         _initialise(self, generator, init_scale, dtype)
 
     def patches(self, images: torch.Tensor) -> torch.Tensor:
-        """Split images ``(B, S, S)`` into patches ``(B, (S/p)², p²)``, row-major over the patch grid."""
-        if images.dim() != 3 or images.shape[1:] != (self.image_size, self.image_size):
-            raise LrtError(f"images: expected shape (batch, {self.image_size}, {self.image_size}), got {tuple(images.shape)}")
-        B, p, n = images.shape[0], self.patch, self.image_size // self.patch
-        return images.reshape(B, n, p, n, p).permute(0, 1, 3, 2, 4).reshape(B, n * n, p * p)
+        """Split images ``(B, S, S)`` into patches ``(B, (S/p)², p²)``, row-major over the patch grid;
+        with C > 1 channels, images ``(B, C, S, S)`` into patches ``(B, (S/p)², C p²)`` (channel, then
+        row, then column within a patch)."""
+        S, C, p, n = self.image_size, self.channels, self.patch, self.image_size // self.patch
+        if C == 1:
+            if images.dim() != 3 or images.shape[1:] != (S, S):
+                raise LrtError(f"images: expected shape (batch, {S}, {S}), got {tuple(images.shape)}")
+            B = images.shape[0]
+            return images.reshape(B, n, p, n, p).permute(0, 1, 3, 2, 4).reshape(B, n * n, p * p)
+        if images.dim() != 4 or images.shape[1:] != (C, S, S):
+            raise LrtError(f"images: expected shape (batch, {C}, {S}, {S}), got {tuple(images.shape)}")
+        B = images.shape[0]
+        return images.reshape(B, C, n, p, n, p).permute(0, 2, 4, 1, 3, 5).reshape(B, n * n, C * p * p)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.embed(self.patches(images))
@@ -251,40 +272,101 @@ class CharGPT(nn.Module):
         return self.head(self.ln(x))
 
 
-def attention_layers(model: nn.Module) -> list[SelfAttention]:
-    """The attention layers of ``model``, in depth order.
+def attention_layers(model: nn.Module) -> list[nn.Module]:
+    """The attention layers of ``model`` in depth order: lrt's :class:`SelfAttention` and torch's
+    ``nn.MultiheadAttention`` (alone or inside ``nn.TransformerEncoderLayer``/``nn.TransformerDecoderLayer``).
 
     >>> len(attention_layers(ViT(d_model=8, n_layers=3, n_heads=2)))
     3
+    >>> layer = nn.TransformerEncoderLayer(8, 2, batch_first=True)
+    >>> len(attention_layers(nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)))
+    2
 
     Defined in :ref:`ch-beyond-diagonal`.
     """
     if not isinstance(model, nn.Module):
         raise LrtTypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    layers = [m for m in model.modules() if isinstance(m, SelfAttention)]
+    layers = [m for m in model.modules() if isinstance(m, (SelfAttention, nn.MultiheadAttention))]
     if not layers:
-        raise LrtError(f"model: expected a model with lrt.SelfAttention layers, found none in {type(model).__name__}")
+        raise LrtError(f"model: expected a model with lrt.SelfAttention or torch.nn.MultiheadAttention layers, found none in {type(model).__name__}")
     return layers
 
 
-def attention_products(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """W_K W_Qᵀ and W_V W_Oᵀ of every head of every layer, each ``(n_layers, n_heads, d_model, d_model)``
-    (detached copies, in the parameters' dtype).
+def layer_dims(layer: nn.Module) -> tuple[int, int, int]:
+    """``(d_model, n_heads, d_head)`` of an attention layer (lrt's or torch's).
 
-    >>> qk, vo = attention_products(ViT(d_model=8, n_layers=2, n_heads=2))
-    >>> tuple(qk.shape), int(torch.linalg.matrix_rank(qk[0, 0]))
-    ((2, 2, 8, 8), 4)
+    >>> layer_dims(nn.MultiheadAttention(12, 3))
+    (12, 3, 4)
 
     Defined in :ref:`ch-beyond-diagonal`.
     """
-    pairs = [layer.products() for layer in attention_layers(model)]
-    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+    if isinstance(layer, SelfAttention):
+        return layer.d_model, layer.n_heads, layer.d_head
+    if isinstance(layer, nn.MultiheadAttention):
+        return layer.embed_dim, layer.num_heads, layer.head_dim
+    raise LrtTypeError(f"layer: expected an lrt.SelfAttention or a torch.nn.MultiheadAttention, got {type(layer).__name__}")
+
+
+def head_weights(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The per-head weights ``(W_Q, W_K, W_V, W_O)`` of an attention layer, each ``(n_heads, d_model,
+    d_head)`` in the convention of this module (detached views, in the parameters' dtype).
+
+    For ``nn.MultiheadAttention`` with ``d = embed_dim`` and ``d_h = head_dim``: ``W_Q[h]`` is the
+    transpose of rows ``h d_h … (h+1) d_h`` of the query block (rows ``0 … d``) of ``in_proj_weight``
+    (or of ``q_proj_weight``), likewise ``W_K`` and ``W_V`` from the key and value blocks, and ``W_O[h]``
+    is columns ``h d_h … (h+1) d_h`` of ``out_proj.weight``. Biases, if the module has them, shift the
+    queries, keys and values but are not part of the tracked products. Keys and values must have
+    the queries' dimension (``kdim = vdim = embed_dim``, self-attention).
+
+    >>> mha = nn.MultiheadAttention(8, 2)
+    >>> W_Q, W_K, W_V, W_O = head_weights(mha)
+    >>> tuple(W_O.shape), bool((W_Q[1].T == mha.in_proj_weight[4:8]).all())
+    ((2, 8, 4), True)
+
+    Defined in :ref:`ch-beyond-diagonal`.
+    """
+    if isinstance(layer, SelfAttention):
+        return tuple(w.detach() for w in layer.weights())
+    d, H, dh = layer_dims(layer)
+    if layer.in_proj_weight is not None:
+        blocks = layer.in_proj_weight.detach().split(d)
+    elif layer.kdim == d and layer.vdim == d:
+        blocks = tuple(w.detach() for w in (layer.q_proj_weight, layer.k_proj_weight, layer.v_proj_weight))
+    else:
+        raise LrtError(f"layer: expected nn.MultiheadAttention with kdim = vdim = embed_dim = {d} (self-attention), "
+                       f"got kdim = {layer.kdim}, vdim = {layer.vdim}")
+    W_Q, W_K, W_V = (w.reshape(H, dh, d).transpose(1, 2) for w in blocks)
+    W_O = layer.out_proj.weight.detach().reshape(d, H, dh).permute(1, 0, 2)
+    return W_Q, W_K, W_V, W_O
+
+
+def attention_products(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """W_K W_Qᵀ and W_V W_Oᵀ of every head of every layer, each ``(n_layers, n_heads, d_model, d_model)``,
+    computed in float64 whatever the parameters' dtype (detached, on the parameters' device). Works
+    for lrt's models and for models built from ``nn.MultiheadAttention`` (see :func:`head_weights`).
+
+    >>> qk, vo = attention_products(ViT(d_model=8, n_layers=2, n_heads=2))
+    >>> tuple(qk.shape), qk.dtype, int(torch.linalg.matrix_rank(qk[0, 0]))
+    ((2, 2, 8, 8), torch.float64, 4)
+
+    Defined in :ref:`ch-beyond-diagonal`.
+    """
+    layers = attention_layers(model)
+    dims = {layer_dims(layer) for layer in layers}
+    if len(dims) > 1:
+        raise LrtError(f"model: expected attention layers of one shape (d_model, n_heads, d_head), got {sorted(dims)}")
+    qk, vo = [], []
+    for layer in layers:
+        W_Q, W_K, W_V, W_O = (w.to(torch.float64) for w in head_weights(layer))
+        qk.append(W_K @ W_Q.transpose(1, 2))
+        vo.append(W_V @ W_O.transpose(1, 2))
+    return torch.stack(qk), torch.stack(vo)
 
 
 def from_torch_attention(mha: nn.MultiheadAttention) -> SelfAttention:
     """The :class:`SelfAttention` computing the same map as a bias-free ``nn.MultiheadAttention``
-    (``batch_first=True``, self-attention ``mha(x, x, x)``): the per-head slices of its weights, in
-    the convention of this module.
+    (``batch_first=True``, self-attention ``mha(x, x, x)``): the per-head slices of its weights
+    (:func:`head_weights`), in the convention of this module.
 
     >>> mha = nn.MultiheadAttention(8, 2, bias=False, batch_first=True, dtype=torch.float64)
     >>> tuple(from_torch_attention(mha).W_O.shape)
@@ -296,11 +378,9 @@ def from_torch_attention(mha: nn.MultiheadAttention) -> SelfAttention:
         raise LrtTypeError(f"mha: expected a torch.nn.MultiheadAttention, got {type(mha).__name__}")
     if mha.in_proj_bias is not None or mha.out_proj.bias is not None or mha.in_proj_weight is None:
         raise LrtError("mha: expected nn.MultiheadAttention(..., bias=False) with equal q/k/v dimensions")
-    d, H = mha.embed_dim, mha.num_heads
+    d, H, _ = layer_dims(mha)
     out = SelfAttention(d, H).to(mha.in_proj_weight.dtype)
-    W = mha.in_proj_weight.detach()  # (3d, d): rows [q; k; v]; q = x @ W[:d].T
     with torch.no_grad():
-        for param, part in zip((out.W_Q, out.W_K, out.W_V), W.split(d)):
-            param.copy_(part.reshape(H, d // H, d).transpose(1, 2))
-        out.W_O.copy_(mha.out_proj.weight.detach().reshape(d, H, d // H).permute(1, 0, 2))
+        for param, w in zip((out.W_Q, out.W_K, out.W_V, out.W_O), head_weights(mha)):
+            param.copy_(w)
     return out

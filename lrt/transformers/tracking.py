@@ -15,6 +15,7 @@ tensors (plus a ``config`` dict of numbers and strings) that :func:`save_results
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from tqdm import tqdm
 from lrt.core.errors import LrtError, LrtTypeError
 from lrt.core import checks as _checks
 from lrt.transformers.datasets import ImageSplit, TextSplit, text_batch, text_windows
-from lrt.transformers.models import CharGPT, ViT, attention_layers, attention_products
+from lrt.transformers.distributed import Runtime
+from lrt.transformers.models import CharGPT, ViT, attention_layers, attention_products, layer_dims
 
 __all__ = [
     "stable_rank",
@@ -61,17 +63,20 @@ def stable_rank(sv: torch.Tensor) -> torch.Tensor:
     return torch.where(top > 0, fro / torch.where(top > 0, top, 1.0) ** 2, 0.0)
 
 
-def perturbation_spectra(model: torch.nn.Module, init: tuple[torch.Tensor, torch.Tensor], keep: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Singular values (descending) of Δ(W_K W_Qᵀ) and Δ(W_V W_Oᵀ) of every head, relative to the
-    products ``init`` (from :func:`lrt.attention_products` at initialisation).
+def perturbation_spectra(model: torch.nn.Module, init: tuple[torch.Tensor, torch.Tensor], keep: int | None = None, *,
+                         runtime: Runtime | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Singular values (descending, float64) of Δ(W_K W_Qᵀ) and Δ(W_V W_Oᵀ) of every head, relative to
+    the products ``init`` (from :func:`lrt.attention_products` at initialisation).
 
     Arguments:
-        model: a model with :class:`lrt.SelfAttention` layers.
+        model: a model with :class:`lrt.SelfAttention` or ``torch.nn.MultiheadAttention`` layers.
         init: (W_K W_Qᵀ, W_V W_Oᵀ) at initialisation, each ``(n_layers, n_heads, d_model, d_model)``.
         keep: number of leading singular values kept (default min(d_model, 2 d_head), the rank bound).
+        runtime: with several processes (:class:`lrt.Runtime`), each process
+            computes the SVDs of its share of the heads and every process receives all of them.
 
     Returns:
-        two float64 tensors ``(n_layers, n_heads, keep)``.
+        two float64 tensors ``(n_layers, n_heads, keep)`` on the CPU.
 
     >>> vit = ViT(d_model=8, n_layers=1, n_heads=2)
     >>> qk, vo = perturbation_spectra(vit, attention_products(vit))
@@ -85,12 +90,28 @@ def perturbation_spectra(model: torch.nn.Module, init: tuple[torch.Tensor, torch
         raise LrtTypeError("init: expected a pair of tensors (W_K W_Qᵀ, W_V W_Oᵀ) from attention_products")
     if init[0].shape != qk.shape or init[1].shape != vo.shape:
         raise LrtError(f"init: expected two tensors of shape {tuple(qk.shape)}, got {tuple(init[0].shape)} and {tuple(init[1].shape)}")
-    layer = attention_layers(model)[0]
-    bound = min(layer.d_model, 2 * layer.d_head)
+    d_model, _, d_head = layer_dims(attention_layers(model)[0])
+    bound = min(d_model, 2 * d_head)
     keep = bound if keep is None else _checks.positive_int("keep", keep)
-    sv_qk = torch.linalg.svdvals((qk - init[0]).to(torch.float64))[..., :keep]
-    sv_vo = torch.linalg.svdvals((vo - init[1]).to(torch.float64))[..., :keep]
-    return sv_qk, sv_vo
+    delta = torch.stack([qk - init[0].to(qk), vo - init[1].to(vo)])  # (2, L, H, d, d) float64
+    sv = _svdvals(delta.flatten(0, 2), runtime).reshape(*delta.shape[:3], -1)[..., :keep].cpu()
+    return sv[0], sv[1]
+
+
+def _svdvals(matrices: torch.Tensor, runtime: Runtime | None) -> torch.Tensor:
+    """Singular values of a batch of matrices; with several processes each computes a share and
+    all-gathers the rest."""
+    if runtime is None or not runtime.distributed:
+        return torch.linalg.svdvals(matrices)
+    import torch.distributed as dist
+
+    n, per = matrices.shape[0], -(-matrices.shape[0] // runtime.world)
+    mine = torch.linalg.svdvals(matrices[runtime.rank * per : (runtime.rank + 1) * per])
+    padded = torch.zeros((per, matrices.shape[-1]), dtype=mine.dtype, device=mine.device)
+    padded[: mine.shape[0]] = mine
+    parts = [torch.empty_like(padded) for _ in range(runtime.world)]
+    dist.all_gather(parts, padded)
+    return torch.cat(parts)[:n]
 
 
 class Tracker:
@@ -98,7 +119,11 @@ class Tracker:
 
     Create it before training (it stores the products at initialisation); call :meth:`record`
     every k steps; :meth:`results` returns the dict of tensors. ``keep`` limits the singular values
-    stored per head (default: all min(d_model, 2 d_head)); stable ranks always use all of them.
+    stored per head (default: all min(d_model, 2 d_head)); stable ranks always use all of them. The
+    model may be lrt's (:class:`lrt.ViT`, :class:`lrt.CharGPT`) or any model built from
+    ``torch.nn.MultiheadAttention`` (e.g. ``nn.TransformerEncoder``). With several processes
+    (``runtime``), every process calls :meth:`record` (each computes a share of the SVDs); the spectra
+    are gathered and every process holds the same rows.
 
     >>> vit = ViT(d_model=8, n_layers=1, n_heads=2)
     >>> tracker = Tracker(vit)
@@ -109,17 +134,18 @@ class Tracker:
     Defined in :ref:`ch-beyond-diagonal`.
     """
 
-    def __init__(self, model: torch.nn.Module, *, keep: int | None = None):
+    def __init__(self, model: torch.nn.Module, *, keep: int | None = None, runtime: Runtime | None = None):
         self.model = model
+        self.runtime = runtime
         self.init = attention_products(model)
-        layer = attention_layers(model)[0]
-        self.bound = min(layer.d_model, 2 * layer.d_head)
+        d_model, _, d_head = layer_dims(attention_layers(model)[0])
+        self.bound = min(d_model, 2 * d_head)
         self.keep = self.bound if keep is None else min(self.bound, _checks.positive_int("keep", keep))
         self.rows: dict[str, list] = {}
 
     def record(self, step: int, *, train_loss: float, val_loss: float, **extra: float) -> None:
         """Append one row: the step, the losses, any ``extra`` scalars, and the head spectra."""
-        sv_qk, sv_vo = perturbation_spectra(self.model, self.init)  # all min(d_model, 2 d_head) values
+        sv_qk, sv_vo = perturbation_spectra(self.model, self.init, runtime=self.runtime)  # all min(d_model, 2 d_head) values
         row = {"step": int(step), "train_loss": float(train_loss), "val_loss": float(val_loss), **{k: float(v) for k, v in extra.items()}}
         row |= {"sv_qk": sv_qk[..., : self.keep], "sv_vo": sv_vo[..., : self.keep]}
         row |= {"stable_rank_qk": stable_rank(sv_qk), "stable_rank_vo": stable_rank(sv_vo)}
@@ -139,36 +165,56 @@ class Tracker:
                 out[key] = torch.tensor(values, dtype=torch.int64 if key == "step" else torch.float64)
         now = attention_products(self.model)
         for name, init, end in (("qk", self.init[0], now[0]), ("vo", self.init[1], now[1])):
-            out[f"sv_{name}_init"] = torch.linalg.svdvals(init.to(torch.float64))[..., : self.keep]
-            out[f"sv_{name}_end"] = torch.linalg.svdvals(end.to(torch.float64))[..., : self.keep]
+            out[f"sv_{name}_init"] = torch.linalg.svdvals(init.to(torch.float64))[..., : self.keep].cpu()
+            out[f"sv_{name}_end"] = torch.linalg.svdvals(end.to(torch.float64))[..., : self.keep].cpu()
         out["config"] = dict(config or {})
         return out
+
+    def state(self) -> dict:
+        """What a checkpoint needs to continue recording: the products at initialisation and the rows."""
+        return {"init": tuple(t.cpu() for t in self.init), "rows": {k: list(v) for k, v in self.rows.items()}}
+
+    def restore(self, state: dict) -> None:
+        device = self.init[0].device
+        self.init = tuple(t.to(device) for t in state["init"])
+        self.rows = {k: list(v) for k, v in state["rows"].items()}
+
+
+def _pixels(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Images as ``dtype``: float images as they are, raw bytes (CIFAR-10) divided by 255."""
+    return x.to(dtype) / 255 if x.dtype == torch.uint8 else x.to(dtype)
 
 
 @dataclass(frozen=True)
 class DigitsTask:
-    """Classify the 8×8 digits: mini-batches of ``batch`` training images drawn with replacement;
-    validation on the whole held-out split (loss and accuracy).
+    """Classify images (the 8×8 digits, or any :class:`lrt.transformers.datasets.ImageSplit` such as
+    CIFAR-10): mini-batches of ``batch`` training images drawn with replacement; validation on the
+    whole held-out split (loss and accuracy), ``eval_batch`` images at a time.
 
     Defined in :ref:`ch-beyond-diagonal`.
     """
 
     data: ImageSplit
     batch: int = 64
+    eval_batch: int = 1024
 
-    def sample(self, gen: torch.Generator, dtype: torch.dtype):
+    def sample(self, gen: torch.Generator, dtype: torch.dtype, part: slice | None = None):
+        """A global mini-batch (or, with ``part``, this process's share of it), on the CPU."""
         idx = torch.randint(0, self.data.y_train.numel(), (self.batch,), generator=gen)
-        return self.data.x_train[idx].to(dtype), self.data.y_train[idx]
+        if part is not None:
+            idx = idx[part]
+        return _pixels(self.data.x_train[idx], dtype), self.data.y_train[idx]
 
     def loss(self, model, x, y) -> torch.Tensor:
         return F.cross_entropy(model(x), y)
 
     @torch.no_grad()
-    def evaluate(self, model, dtype: torch.dtype) -> dict:
-        logits = model(self.data.x_val.to(dtype))
+    def evaluate(self, model, dtype: torch.dtype, device: torch.device | str = "cpu") -> dict:
+        x, y = self.data.x_val, self.data.y_val.to(device)
+        logits = torch.cat([model(_pixels(x[i : i + self.eval_batch], dtype).to(device)) for i in range(0, len(x), self.eval_batch)])
         return {
-            "val_loss": float(F.cross_entropy(logits, self.data.y_val)),
-            "val_accuracy": float((logits.argmax(dim=1) == self.data.y_val).to(torch.float64).mean()),
+            "val_loss": float(F.cross_entropy(logits, y)),
+            "val_accuracy": float((logits.argmax(dim=1) == y).to(torch.float64).mean()),
         }
 
 
@@ -186,26 +232,30 @@ class TextTask:
     batch: int = 32
     val_windows: int = 64
 
-    def sample(self, gen: torch.Generator, dtype: torch.dtype):
-        return text_batch(self.data.train, context=self.context, batch=self.batch, generator=gen)
+    def sample(self, gen: torch.Generator, dtype: torch.dtype, part: slice | None = None):
+        """A global mini-batch of windows (or, with ``part``, this process's share of it), on the CPU."""
+        x, y = text_batch(self.data.train, context=self.context, batch=self.batch, generator=gen)
+        return (x, y) if part is None else (x[part], y[part])
 
     def loss(self, model, x, y) -> torch.Tensor:
         return F.cross_entropy(model(x).flatten(0, 1), y.flatten())
 
     @torch.no_grad()
-    def evaluate(self, model, dtype: torch.dtype) -> dict:
+    def evaluate(self, model, dtype: torch.dtype, device: torch.device | str = "cpu") -> dict:
         x, y = text_windows(self.data.val, context=self.context, count=self.val_windows)
-        return {"val_loss": float(self.loss(model, x, y))}
+        return {"val_loss": float(self.loss(model, x.to(device), y.to(device)))}
 
 
 def train(model: torch.nn.Module, task, *, steps: int, lr: float = 1e-3, optimizer: str = "adam", every: int | None = 20,
-          keep: int | None = None, generator=0, progress: bool = False, config: dict | None = None) -> dict:
+          keep: int | None = None, generator=0, progress: bool = False, config: dict | None = None, runtime: Runtime | None = None,
+          checkpoint: str | Path | None = None, checkpoint_every: int | None = None, resume: bool = False) -> dict | None:
     """Train ``model`` on ``task`` for ``steps`` steps and return the tracker's results.
 
     Arguments:
-        model: a :class:`lrt.ViT` or :class:`lrt.CharGPT` (any model with ``SelfAttention`` layers).
-        task: a :class:`DigitsTask` or :class:`TextTask`.
-        steps: number of optimiser steps.
+        model: a :class:`lrt.ViT` or :class:`lrt.CharGPT`, or any model with ``SelfAttention`` or
+            ``torch.nn.MultiheadAttention`` layers whose input the task provides.
+        task: a :class:`DigitsTask` (any :class:`lrt.transformers.datasets.ImageSplit`) or :class:`TextTask`.
+        steps: number of optimiser steps (in total, when resuming).
         lr: learning rate.
         optimizer: a key of :data:`OPTIMIZERS` (``"adam"`` or ``"sgd"``).
         every: record every this many steps (and at step 0 and the last step); ``None``: no tracking
@@ -214,6 +264,15 @@ def train(model: torch.nn.Module, task, *, steps: int, lr: float = 1e-3, optimiz
         generator: ``torch.Generator`` or int seed for the mini-batches.
         progress: show a tqdm bar.
         config: numbers and strings stored with the results.
+        runtime: device, processes and arithmetic (:func:`lrt.runtime`); default:
+            one process on the model's device, no autocast. With several processes the model is
+            wrapped in DistributedDataParallel, each process trains on its share of every global
+            mini-batch, and only rank 0 evaluates; the other ranks return ``None``.
+        checkpoint: a file to which rank 0 writes everything needed to continue (model, optimiser,
+            the batch generator's state, the records) every ``checkpoint_every`` steps and at the end.
+        checkpoint_every: a multiple of ``every`` (default ``10 * every``).
+        resume: continue from ``checkpoint`` if it exists (the same run, possibly with more ``steps``);
+            the continued run's results equal those of an uninterrupted one.
 
     Returns:
         the dict of :meth:`Tracker.results` (``step``, losses, spectra, ``config``).
@@ -238,39 +297,126 @@ def train(model: torch.nn.Module, task, *, steps: int, lr: float = 1e-3, optimiz
     if every is not None:
         every = _checks.positive_int("every", every)
     gen = _checks.generator("generator", generator)
+    if runtime is None:
+        first = next(model.parameters())
+        runtime = Runtime(first.device, precision="float64" if first.dtype == torch.float64 else "float32")
+    elif not isinstance(runtime, Runtime):
+        raise LrtTypeError(f"runtime: expected an lrt.Runtime, got {type(runtime).__name__}")
+    if checkpoint is not None or resume:
+        if every is None or checkpoint is None:
+            raise LrtError("checkpoint: expected a file and tracking (every) to write or resume checkpoints")
+        checkpoint = Path(checkpoint)
+        checkpoint_every = 10 * every if checkpoint_every is None else _checks.positive_int("checkpoint_every", checkpoint_every)
+        if checkpoint_every % every:
+            raise LrtError(f"checkpoint_every: expected a multiple of every = {every}, got {checkpoint_every}")
+    model.to(runtime.device)
     dtype = next(model.parameters()).dtype
+    net = model
+    if runtime.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
     opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
-    tracker = Tracker(model, keep=keep) if every is not None else None
-    running, count = 0.0, 0
+    tracker = Tracker(model, keep=keep, runtime=runtime) if every is not None else None
+    settings = {"lr": lr, "optimizer": optimizer, "every": every, "keep": keep, "config": {k: v for k, v in (config or {}).items() if k != "steps"}}
+    running, count, start = 0.0, 0, 0
+    if resume and checkpoint.is_file():
+        start, shares = _restore(checkpoint, settings, steps, model, opt, gen, tracker)
+        if len(shares) == runtime.world:  # each process takes up its own running sum again
+            running, count = shares[runtime.rank]
+        else:  # a different number of processes: rank 0 carries the sums of all of them
+            running = sum(r for r, _ in shares) if runtime.main else 0.0
+            count = sum(c for _, c in shares) if runtime.main else 0
+        if tracker.rows["step"][-1] % every:  # the closing record of a shorter run: recorded again below
+            for values in tracker.rows.values():
+                values.pop()
 
     def record(step):
         nonlocal running, count
-        model.eval()
-        metrics = task.evaluate(model, dtype)
-        model.train()
-        train_loss = running / count if count else math.nan  # no mini-batch yet at step 0
-        tracker.record(step, train_loss=train_loss, **metrics)
-        running, count = 0.0, 0
+        shares = [(running, count)]
+        if runtime.distributed:  # each process holds the sum of its shares' mean losses
+            import torch.distributed as dist
 
-    if tracker is not None:
+            mine = torch.tensor([running, float(count)], dtype=torch.float64, device=runtime.device)
+            parts = [torch.empty_like(mine) for _ in range(runtime.world)]
+            dist.all_gather(parts, mine)
+            shares = [(float(t[0]), int(t[1])) for t in parts]
+        total, n = shares[0]
+        for r, c in shares[1:]:  # in rank order, the same on every process
+            total, n = total + r, n + c
+        train_loss = total / n if n else math.nan  # no mini-batch yet at step 0
+        metrics = {"val_loss": math.nan}
+        if runtime.main:
+            model.eval()
+            metrics = task.evaluate(model, dtype, runtime.device)
+            model.train()
+        tracker.record(step, train_loss=train_loss, **metrics)
+        if step % every == 0:
+            running, count = 0.0, 0
+            shares = [(0.0, 0)] * len(shares)
+        if checkpoint is not None and runtime.main and step > 0 and (step % checkpoint_every == 0 or step == steps):
+            _save_checkpoint(checkpoint, settings, step, model, opt, gen, tracker, shares)
+
+    if tracker is not None and not tracker.rows:
         record(0)
-    for step in tqdm(range(1, steps + 1), disable=not progress, desc=type(model).__name__, leave=False):
-        x, y = task.sample(gen, dtype)
-        loss = task.loss(model, x, y)
+    part = runtime.shard(task.batch) if runtime.distributed else None
+    for step in tqdm(range(start + 1, steps + 1), disable=not (progress and runtime.main), desc=type(model).__name__, leave=False,
+                     initial=start, total=steps):
+        x, y = task.sample(gen, dtype, part)
+        x, y = x.to(runtime.device), y.to(runtime.device)
+        with runtime.autocast():
+            loss = task.loss(net, x, y)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise LrtError(f"lr: training diverged at step {step} (loss {value}); expected a smaller learning rate than {lr}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        running += loss.item()
+        running += value
         count += 1
-        if tracker is not None and (step % every == 0 or step == steps):
+        if tracker is not None and step % every == 0:
             record(step)
     if tracker is None:
         model.eval()
-        out = {key: torch.tensor([value]) for key, value in task.evaluate(model, dtype).items()}
+        out = {key: torch.tensor([value]) for key, value in task.evaluate(model, dtype, runtime.device).items()}
         model.train()
         return out | {"train_loss": torch.tensor([running / max(count, 1)]), "config": dict(config or {})}
-    return tracker.results(config)
+    if tracker.rows["step"][-1] != steps:
+        record(steps)
+    return tracker.results(config) if runtime.main else None
 
+
+def _save_checkpoint(path: Path, settings: dict, step: int, model, opt, gen, tracker: Tracker, shares: list) -> None:
+    """``shares``: every process's (sum of its mini-batch losses since the last record, their number)."""
+    state = {"format": "lrt-checkpoint-1", "settings": settings, "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
+             "generator": gen.get_state(), "tracker": tracker.state(), "shares": [list(s) for s in shares]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)  # a checkpoint is never half-written
+
+
+def _restore(path: Path, settings: dict, steps: int, model, opt, gen, tracker: Tracker) -> tuple[int, list]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        ok = isinstance(state, dict) and state.get("format") == "lrt-checkpoint-1"
+    except Exception as err:  # torch raises several types for a damaged or foreign file
+        raise LrtError(f"checkpoint: {str(path)!r} is not a readable lrt checkpoint ({type(err).__name__}); delete it or start without --resume") from None
+    if not ok:
+        raise LrtError(f"checkpoint: {str(path)!r} is not an lrt checkpoint; delete it or start without --resume")
+    theirs = state["settings"]
+    differ = sorted({k for k in settings if k != "config" and settings[k] != theirs.get(k)}
+                    | {k for k in settings["config"].keys() | theirs["config"].keys() if settings["config"].get(k) != theirs["config"].get(k)})
+    if differ:
+        raise LrtError(f"checkpoint: {str(path)!r} belongs to a different run ({', '.join(differ)} differ); "
+                       "delete it, choose another --out, or repeat the original settings")
+    if state["step"] > steps:
+        raise LrtError(f"steps: the checkpoint {str(path)!r} is at step {state['step']}; expected steps ≥ {state['step']}, got {steps}")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    gen.set_state(state["generator"])
+    tracker.restore(state["tracker"])
+    return state["step"], [(float(r), int(c)) for r, c in state["shares"]]
 
 
 def _sv_series(results: dict, which: str, k: int) -> torch.Tensor:
