@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -121,7 +122,8 @@ def _run(args) -> int:
     if out is None and (args.steps is not None or set(options) - {"device"}):
         # the committed results file (which the book loads) is rewritten only by a run with the book's settings
         out = Path(f"{args.name}.pt")
-        print(f"{args.name}: settings differ from the book's; writing {out} (pass --out to choose)", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
+            print(f"{args.name}: settings differ from the book's; writing {out} (pass --out to choose)", file=sys.stderr)
     path = task.fn(steps=args.steps, out=out, progress=True, **options)
     if path is not None:  # under torchrun only rank 0 writes the results file
         print(path)
