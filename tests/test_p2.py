@@ -496,3 +496,14 @@ def test_part_seeds_replace_the_derived_seeds():
     a = p2.setup_p2(cfg, seed=3)
     b = p2.setup_p2(cfg, seed=99, part_seeds=p2.seeds_for(3, 5))
     assert torch.equal(a[1].X, b[1].X) and torch.equal(a[0].W_O, b[0].W_O) and a[3] == b[3]
+
+
+def test_a_model_without_trainable_parameters_is_refused_by_train_and_gradients():
+    cfg = p2.P2Config(n_train=16, n_test=8)
+    net, train_data, test_data, _ = p2.setup_p2(cfg, seed=0)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(lrt.LrtError, match="model: expected trainable parameters"):
+        p2.train(net, train_data, test_data, steps=1, batch=4, lr=0.1, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(lrt.LrtError, match="model: expected trainable parameters"):
+        p2.gradients(net, train_data)

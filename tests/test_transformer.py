@@ -288,3 +288,9 @@ def test_committed_files_are_small():
 def test_missing_results_file_names_the_run_that_creates_it(tmp_path):
     with pytest.raises(lrt.LrtError, match=r"create it with `python -m lrt run p2-seeds`"):
         load_results(tmp_path / "absent.pt", run="p2-seeds")
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, 1.5])
+def test_text_split_rejects_a_validation_share_outside_the_open_unit_interval(bad):
+    with pytest.raises(LrtError, match="val_fraction"):
+        text_split(val_fraction=bad)

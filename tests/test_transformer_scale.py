@@ -21,7 +21,7 @@ from lrt.transformers.datasets import ImageSplit, cifar10_split, digits_split, t
 from lrt.transformers.models import ViT, attention_layers, attention_products, head_weights
 from lrt.transformers.distributed import Runtime, runtime
 from lrt.core.results import load_results
-from lrt.transformers.tracking import DigitsTask, Tracker, train
+from lrt.transformers.tracking import DigitsTask, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECTRA = ("sv_qk", "sv_vo", "stable_rank_qk", "stable_rank_vo", "sv_qk_end", "sv_vo_end")

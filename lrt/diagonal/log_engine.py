@@ -112,6 +112,8 @@ def log_variable_flow(
     method = _checks.choice("method", method, LOG_METHODS)
     rtol = _checks.positive_float("rtol", rtol)
     atol = _checks.positive_float("atol", atol)
+    if not isinstance(loss, bool):
+        raise LrtError(f"loss: expected True or False, got {loss!r}")
     log_a2, log_b2 = _log_scales(ubar, vbar, log_alpha)
     start = max(log_a2.max(), log_b2.max())
     if start >= _EXPONENT_CAP:
@@ -145,8 +147,6 @@ def log_variable_flow(
             "the flow diverges or t_end is too long"
         )
     w = torch.from_numpy(w_of_G(G, ubar, vbar, log_alpha))
-    if not isinstance(loss, bool):
-        raise LrtError(f"loss: expected True or False, got {loss!r}")
     return LogTrajectory(
         torch.from_numpy(sol.t.copy()), torch.from_numpy(G), w, problem.losses(w) if loss else None, count[0], log_alpha, count[1]
     )

@@ -19,7 +19,6 @@ from tqdm import tqdm
 
 from lrt import (
     DiagonalLinearRegression,
-    LogTrajectory,
     Staircase,
     algorithm1,
     below,

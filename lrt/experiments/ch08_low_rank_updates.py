@@ -24,6 +24,7 @@ from lrt.p2 import (
     P2Config,
     run_p2,
     run_summary,
+    spectrum_of,
 )
 from lrt.book.tasks import register_run
 
@@ -71,7 +72,7 @@ def sweep() -> dict[str, torch.Tensor]:
 
 
 def numerical_rank(sigma: torch.Tensor, cut: float = RANK_CUT) -> int:
-    return int((sigma > cut * sigma[0]).sum().item())
+    return spectrum_of(sigma, cut=cut)["rank"]
 
 
 def rank_table(cut: float = RANK_CUT) -> dict[str, list[list[int]]]:
@@ -89,11 +90,7 @@ def rank_table(cut: float = RANK_CUT) -> dict[str, list[list[int]]]:
 def spectrum(sigma: torch.Tensor, k: int = 2, cut: float = RANK_CUT) -> dict:
     """From singular values (descending): ``energy`` e_k, ``tail`` σ_{k+1}/σ_1 and ``rank`` at ``cut``, as
     :func:`lrt.p2.update_spectrum` computes them from the matrix."""
-    energy = sigma**2
-    return {
-        "sigma": sigma, "energy": (energy[:k].sum() / energy.sum()).item(), "tail": (sigma[k] / sigma[0]).item(),
-        "rank": numerical_rank(sigma, cut),
-    }
+    return spectrum_of(sigma, k, cut=cut)
 
 
 @lru_cache(maxsize=None)

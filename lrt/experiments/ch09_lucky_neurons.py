@@ -12,7 +12,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from lrt.experiments.ch07_p2_model import ALL_SEEDS, SEEDS, default_run
+from lrt.experiments.ch07_p2_model import ALL_SEEDS, default_run
 from lrt.book.figures import register_figure
 from lrt.book.ledger import Measurement, claim
 from lrt.p2 import ORDERS, lucky_fraction, pruning_curve, row_norms

@@ -23,7 +23,7 @@ from lrt.p2.lora import LoRATransformer
 from lrt.p2.losses import evaluate, gradients, hinge_loss, zero_one_error
 from lrt.p2.attention import attention_by_kind, relevant_attention
 from lrt.p2.training import TRAIN_LOG_SAMPLES, P2Run, TrainLog, run_p2, seeds_for, setup_p2, train
-from lrt.p2.spectra import off_span_fraction, pattern_projections, run_summary, update_spectrum
+from lrt.p2.spectra import off_span_fraction, pattern_projections, run_summary, spectrum_of, update_spectrum
 from lrt.p2.pruning import ORDERS, lucky_fraction, prune_indices, pruned, pruning_curve, row_norms
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "run_p2",
     "run_summary",
     "update_spectrum",
+    "spectrum_of",
     "pattern_projections",
     "off_span_fraction",
     "row_norms",

@@ -5,14 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lrt.core.errors import LrtTypeError
-from lrt.p2.data import PatternData
+from lrt.p2.data import PatternData, check_data
 from lrt.p2.losses import check_model
 
 
 def _attention(model: nn.Module, data: PatternData) -> torch.Tensor:
-    if not isinstance(data, PatternData):
-        raise LrtTypeError(f"data: expected a PatternData, got {type(data).__name__}")
+    data = check_data("data", data)
     check_model("model", model)
     with torch.no_grad():
         _, attn = model(data.X, return_attention=True)

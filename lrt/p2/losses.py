@@ -101,8 +101,7 @@ def evaluate(model: nn.Module, data: PatternData) -> tuple[float, float]:
 
     Defined in :ref:`ch-p2-model`.
     """
-    if not isinstance(data, PatternData):
-        raise LrtTypeError(f"data: expected a PatternData, got {type(data).__name__}")
+    data = check_data("data", data)
     check_model("model", model, data)
     with torch.no_grad():
         out = model(data.X)
@@ -122,10 +121,16 @@ def gradients(model: nn.Module, data: PatternData) -> dict[str, torch.Tensor]:
     """
     data = check_data("data", data)
     check_model("model", model, data)
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not named:
-        raise LrtError("model: expected trainable parameters (requires_grad), got none")
+    named = trainable_parameters(model)
     with torch.enable_grad():
         loss = hinge_loss(model(data.X), data.y)
         grads = torch.autograd.grad(loss, [p for _, p in named])
     return {n: g.detach() for (n, _), g in zip(named, grads)}
+
+
+def trainable_parameters(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """The ``(name, parameter)`` pairs of ``model`` that require grad; an error if there are none."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise LrtError("model: expected trainable parameters (requires_grad), got none")
+    return named

@@ -61,7 +61,19 @@ def update_spectrum(delta: torch.Tensor, k: int = 2, *, cut: float = 0.05) -> di
     delta = _checks.tensor("delta", delta, shape=(None, None))
     k = _checks.positive_int("k", k)
     cut = _checks.fraction("cut", cut)
-    sigma = torch.linalg.svdvals(delta)
+    return spectrum_of(torch.linalg.svdvals(delta), k, cut=cut)
+
+
+def spectrum_of(sigma: torch.Tensor, k: int = 2, *, cut: float = 0.05) -> dict:
+    """:func:`update_spectrum` from the singular values ``sigma`` ``(r,)`` (descending) instead of
+    the matrix: ``energy`` e_k, ``tail`` σ_{k+1}/σ_1 and the numerical ``rank`` at ``cut``.
+
+    >>> s = spectrum_of(torch.tensor([3.0, 1.0, 0.1]), 1)
+    >>> round(s["energy"], 3), round(s["tail"], 4), s["rank"]
+    (0.899, 0.3333, 2)
+
+    Defined in :ref:`ch-low-rank-updates`.
+    """
     energy = sigma**2
     total = energy.sum().item()
     share = energy[:k].sum().item() / total if total > 0 else 1.0

@@ -16,7 +16,7 @@ from lrt.core.errors import LrtError, LrtTypeError
 from lrt.p2.attention import relevant_mass
 from lrt.p2.config import P2Config
 from lrt.p2.data import PatternData, check_data, make_patterns, sample_pattern_data
-from lrt.p2.losses import check_model, hinge_loss, zero_one_error
+from lrt.p2.losses import check_model, hinge_loss, trainable_parameters, zero_one_error
 from lrt.p2.network import WEIGHTS, OneLayerTransformer
 
 #: the training loss and error are logged on this many training samples (to keep logging cheap)
@@ -95,9 +95,7 @@ def train(
     log_every = _checks.positive_int("log_every", log_every)
     gen = _checks.generator("generator", generator)
     _checks.choice("optimizer", optimizer, ("sgd", "adam"))
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise LrtError("model: expected trainable parameters (requires_grad), got none")
+    params = [p for _, p in trainable_parameters(model)]
     adam = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else None
     rows: list[tuple] = []
 

@@ -82,9 +82,7 @@ def digits_split(*, val_fraction: float = 0.2, seed: int = 0, dtype: torch.dtype
 
     Defined in :ref:`ch-beyond-diagonal`.
     """
-    val_fraction = _checks.fraction("val_fraction", val_fraction)
-    if not 0 < val_fraction < 1:
-        raise LrtError(f"val_fraction: expected a number in (0, 1), got {val_fraction!r}")
+    val_fraction = _val_fraction(val_fraction)
     seed = _checks.positive_int("seed", seed, minimum=0)
     from sklearn.datasets import load_digits
 
@@ -197,9 +195,7 @@ def text_split(path=None, *, block: int = 2048, val_fraction: float = 0.1, seed:
     Defined in :ref:`ch-beyond-diagonal`.
     """
     block = _checks.positive_int("block", block, minimum=64)
-    val_fraction = _checks.fraction("val_fraction", val_fraction)
-    if not 0 < val_fraction < 1:
-        raise LrtError(f"val_fraction: expected a number in (0, 1), got {val_fraction!r}")
+    val_fraction = _val_fraction(val_fraction)
     seed = _checks.positive_int("seed", seed, minimum=0)
     text = _pydoc_text() if path is None else read_text(path)
     n_blocks = -(-len(text) // block)
@@ -278,3 +274,11 @@ def unigram_cross_entropy(data: TextSplit) -> float:
     counts = torch.bincount(data.train, minlength=len(data.vocab)).to(torch.float64) + 1.0
     logp = torch.log(counts / counts.sum())
     return float(-logp[data.val].mean()) if data.val.numel() else math.nan
+
+
+def _val_fraction(value) -> float:
+    """The held-out share of a split: a number strictly between 0 and 1."""
+    value = _checks.fraction("val_fraction", value)
+    if not 0 < value < 1:
+        raise LrtError(f"val_fraction: expected a number in (0, 1), got {value!r}")
+    return value
